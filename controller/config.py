@@ -1,0 +1,269 @@
+"""The ``AgentRollout`` resource (``vigil.dev/v1alpha1``): what ``vigil replay --config`` reads and the
+Kubernetes custom resource holds. Settings are dataclasses, one documented line per field, and every
+invalid value is refused with the path of its field (``spec.analysis.alpha: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.metrics import spec_for
+
+__all__ = ["API_VERSION", "Analysis", "ConfigError", "MetricOverride", "Rollout", "Step", "Workload",
+           "load_rollouts", "parse_duration", "parse_rollout"]
+
+API_VERSION = "vigil.dev/v1alpha1"
+KIND = "AgentRollout"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message starts with the path of the offending field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any, path: str) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"1h"`` or ``"250ms"``.
+
+    >>> parse_duration("5m", "x"), parse_duration(1.5, "x")
+    (300.0, 1.5)
+    """
+    if isinstance(value, bool):
+        raise ConfigError(path, f"expected a duration like 30s or 5m, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ConfigError(path, f"expected a duration like 30s or 5m, got {value!r}")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 0:
+        raise ConfigError(path, f"must not be negative, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Workload:
+    version: str
+    """The agent version this side runs (matched against the events' ``version``)."""
+    deployment: str | None = None
+    """The Kubernetes Deployment serving it, when the cluster backend needs one."""
+
+
+@dataclass(frozen=True)
+class Step:
+    set_weight: float | None = None
+    """Percent of traffic to send to the canary at this step (``setWeight``)."""
+    pause: float | None = None
+    """Seconds of event time to hold before the next step (``pause: {duration}``)."""
+
+
+@dataclass(frozen=True)
+class MetricOverride:
+    name: str
+    """A catalog metric (``escalation_rate``, ``latency_ms``...) or ``eval:<name>``."""
+    direction: str | None = None
+    """``increase`` or ``decrease``: which way is harmful; the catalog's default when unset."""
+    critical: bool = True
+    """A critical metric rolls back on its own; a non-critical one only raises an alert."""
+    min_samples: int | None = None
+    """Canary observations needed before this metric may act; the analysis default when unset."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    alpha: float = 0.01
+    """Probability of rolling back a healthy canary over the whole rollout, split across the tests."""
+    min_samples: int = 50
+    """Canary observations a metric needs before it may roll back (it may still alert sooner)."""
+    baseline_min_samples: int = 50
+    """Stable observations of a value metric needed before its quantile thresholds are set."""
+    bucket_seconds: int = 1
+    """Width of the event-time buckets events are summarised into."""
+    allowed_lateness: float = 5.0
+    """Seconds of event time a bucket stays open for late events after the watermark passes it."""
+    idle_timeout: float = 60.0
+    """Seconds a source partition may lag the newest one before the watermark stops waiting for it."""
+    window: float = 60.0
+    """Seconds of event time in the sliding window shown in decisions and the demo."""
+    metrics: tuple[MetricOverride, ...] = ()
+    """Metrics to monitor; empty means every metric present in the events, with catalog defaults."""
+
+
+@dataclass(frozen=True)
+class Rollout:
+    agent: str | None = None
+    """The agent (``data.agent``); unset only in track mode, where every agent is watched."""
+    stable: Workload | None = None
+    """The running version; unset means: taken from events with ``track: stable``."""
+    canary: Workload | None = None
+    """The new version under watch; unset means: taken from events with ``track: canary``."""
+    steps: tuple[Step, ...] = ()
+    """Traffic steps; empty means watch only: roll back on harm, never promote."""
+    analysis: Analysis = field(default_factory=Analysis)
+    """How the canary is judged."""
+    scale_canary_to_zero: bool = True
+    """On rollback, scale the canary to zero (true) or keep it warm with no traffic (false)."""
+    name: str | None = None
+    """``metadata.name`` of the resource."""
+
+
+def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
+    if not isinstance(obj, kind) or isinstance(obj, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(path, f"expected {names}, got {type(obj).__name__} {obj!r}"[:200])
+    return obj
+
+
+def _unknown(obj: dict[str, Any], allowed: set[str], path: str) -> None:
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise ConfigError(f"{path}.{extra[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _workload(obj: Any, path: str) -> Workload:
+    _expect(obj, dict, path)
+    _unknown(obj, {"version", "deployment"}, path)
+    version = _expect(obj.get("version"), str, f"{path}.version")
+    if not version:
+        raise ConfigError(f"{path}.version", "must not be empty")
+    dep = obj.get("deployment")
+    return Workload(version, _expect(dep, str, f"{path}.deployment") if dep is not None else None)
+
+
+def _steps(obj: Any, path: str) -> tuple[Step, ...]:
+    out = []
+    for i, raw in enumerate(_expect(obj, list, path)):
+        p = f"{path}[{i}]"
+        _expect(raw, dict, p)
+        _unknown(raw, {"setWeight", "pause"}, p)
+        if len(raw) != 1:
+            raise ConfigError(p, "a step is exactly one of setWeight or pause")
+        if "setWeight" in raw:
+            w = _expect(raw["setWeight"], (int, float), f"{p}.setWeight")
+            if not 0 <= w <= 100:
+                raise ConfigError(f"{p}.setWeight", f"must be between 0 and 100, got {w}")
+            out.append(Step(set_weight=float(w)))
+        else:
+            pause = _expect(raw["pause"], dict, f"{p}.pause")
+            _unknown(pause, {"duration"}, f"{p}.pause")
+            if "duration" not in pause:
+                raise ConfigError(f"{p}.pause.duration", "required (an indefinite pause is not supported yet)")
+            out.append(Step(pause=parse_duration(pause["duration"], f"{p}.pause.duration")))
+    return tuple(out)
+
+
+def _positive_int(obj: Any, path: str, minimum: int = 1) -> int:
+    v = _expect(obj, int, path)
+    if v < minimum:
+        raise ConfigError(path, f"must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def _analysis(obj: Any, path: str) -> Analysis:
+    _expect(obj, dict, path)
+    fields = {"alpha", "minSamples", "baselineMinSamples", "bucketSeconds", "allowedLateness", "idleTimeout",
+              "window", "metrics"}
+    _unknown(obj, fields, path)
+    kw: dict[str, Any] = {}
+    if "alpha" in obj:
+        a = _expect(obj["alpha"], (int, float), f"{path}.alpha")
+        if not 0 < a < 1:
+            raise ConfigError(f"{path}.alpha", f"must be in (0, 1), got {a}")
+        kw["alpha"] = float(a)
+    if "minSamples" in obj:
+        kw["min_samples"] = _positive_int(obj["minSamples"], f"{path}.minSamples")
+    if "baselineMinSamples" in obj:
+        kw["baseline_min_samples"] = _positive_int(obj["baselineMinSamples"], f"{path}.baselineMinSamples")
+    if "bucketSeconds" in obj:
+        kw["bucket_seconds"] = _positive_int(obj["bucketSeconds"], f"{path}.bucketSeconds")
+    for key, name in (("allowedLateness", "allowed_lateness"), ("idleTimeout", "idle_timeout"),
+                      ("window", "window")):
+        if key in obj:
+            kw[name] = parse_duration(obj[key], f"{path}.{key}")
+    if "metrics" in obj:
+        metrics = []
+        for i, raw in enumerate(_expect(obj["metrics"], list, f"{path}.metrics")):
+            p = f"{path}.metrics[{i}]"
+            _expect(raw, dict, p)
+            _unknown(raw, {"name", "direction", "critical", "minSamples"}, p)
+            name = _expect(raw.get("name"), str, f"{p}.name")
+            if spec_for(name) is None:
+                raise ConfigError(f"{p}.name", f"unknown metric {name!r} (see docs/metrics.md)")
+            direction = raw.get("direction")
+            if direction is not None and direction not in ("increase", "decrease"):
+                raise ConfigError(f"{p}.direction", f"must be increase or decrease, got {direction!r}")
+            ms = raw.get("minSamples")
+            metrics.append(MetricOverride(
+                name, direction, bool(_expect(raw.get("critical", True), bool, f"{p}.critical")),
+                _positive_int(ms, f"{p}.minSamples") if ms is not None else None))
+        kw["metrics"] = tuple(metrics)
+    return Analysis(**kw)
+
+
+def parse_rollout(doc: Any, path: str = "") -> Rollout:
+    """An ``AgentRollout`` document (a dict from YAML or JSON) into a :class:`Rollout`."""
+    where = f"{path}:" if path else ""
+    _expect(doc, dict, f"{where}$")
+    if doc.get("apiVersion") != API_VERSION:
+        raise ConfigError(f"{where}apiVersion", f"must be {API_VERSION}, got {doc.get('apiVersion')!r}")
+    if doc.get("kind") != KIND:
+        raise ConfigError(f"{where}kind", f"must be {KIND}, got {doc.get('kind')!r}")
+    meta = doc.get("metadata") or {}
+    _expect(meta, dict, f"{where}metadata")
+    spec = _expect(doc.get("spec"), dict, f"{where}spec")
+    _unknown(spec, {"agent", "stable", "canary", "steps", "analysis", "rollback"}, f"{where}spec")
+    agent = _expect(spec.get("agent"), str, f"{where}spec.agent")
+    if not agent:
+        raise ConfigError(f"{where}spec.agent", "must not be empty")
+    if "stable" not in spec:
+        raise ConfigError(f"{where}spec.stable", "required")
+    if "canary" not in spec:
+        raise ConfigError(f"{where}spec.canary", "required")
+    stable = _workload(spec["stable"], f"{where}spec.stable")
+    canary = _workload(spec["canary"], f"{where}spec.canary")
+    if stable.version == canary.version:
+        raise ConfigError(f"{where}spec.canary.version", "must differ from spec.stable.version")
+    rollback = spec.get("rollback") or {}
+    _expect(rollback, dict, f"{where}spec.rollback")
+    _unknown(rollback, {"scaleCanaryToZero"}, f"{where}spec.rollback")
+    return Rollout(
+        agent=agent, stable=stable, canary=canary,
+        steps=_steps(spec.get("steps", []), f"{where}spec.steps"),
+        analysis=_analysis(spec.get("analysis", {}), f"{where}spec.analysis"),
+        scale_canary_to_zero=bool(_expect(rollback.get("scaleCanaryToZero", True), bool,
+                                          f"{where}spec.rollback.scaleCanaryToZero")),
+        name=meta.get("name"),
+    )
+
+
+def load_rollouts(paths: list[str] | tuple[str, ...]) -> list[Rollout]:
+    """Every ``AgentRollout`` in the given YAML files (several documents per file allowed)."""
+    out: list[Rollout] = []
+    seen: dict[str, str] = {}
+    for p in paths:
+        try:
+            docs = list(yaml.safe_load_all(Path(p).read_text()))
+        except OSError as exc:
+            raise ConfigError(p, f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(p, f"not valid YAML: {exc}") from None
+        for i, doc in enumerate(d for d in docs if d is not None):
+            r = parse_rollout(doc, f"{p}[{i}]" if len(docs) > 1 else p)
+            assert r.agent is not None
+            if r.agent in seen:
+                raise ConfigError(f"{p}: spec.agent", f"agent {r.agent!r} already has a rollout in {seen[r.agent]}")
+            seen[r.agent] = p
+            out.append(r)
+    return out

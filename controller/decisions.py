@@ -1,0 +1,60 @@
+"""Decisions and their evidence: the JSON line that replay writes and the decisions topic carries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+__all__ = ["Action", "Decision", "Evidence", "encode", "iso"]
+
+Action = Literal["rollback", "set_weight", "promote", "pause", "alert"]
+
+
+class Evidence(msgspec.Struct, frozen=True):
+    """One test's view at the time of a decision."""
+
+    metric: str
+    detector: str
+    statistic: float
+    threshold: float
+    p_value: float
+    n_canary: int
+    n_stable: int
+    canary_value: float | None
+    stable_value: float | None
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """What vigil decided for one agent, when (in event time), why, and on what evidence."""
+
+    time: str
+    agent: str
+    action: Action
+    version: str
+    weights: dict[str, float]
+    reason: str
+    evidence: list[Evidence]
+    examples: list[str]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Decision)
+
+
+def encode(decision: Decision) -> bytes:
+    return _encoder.encode(decision)
+
+
+def decode(raw: bytes) -> Decision:
+    return _decoder.decode(raw)
+
+
+def iso(t: float) -> str:
+    """RFC 3339 UTC with milliseconds, as the decisions carry it.
+
+    >>> iso(0.0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,0 +1,340 @@
+"""The live pipeline on Kafka, in two consumer groups.
+
+* **Ingest** (group ``<group>.ingest``) reads the events topic in batches, decodes each record with
+  msgspec, sends invalid ones with their original bytes and a reason header to the dead-letter topic,
+  pre-aggregates the rest into one-second bucket summaries and sends those to the summaries topic,
+  keyed by agent. It commits a batch's offsets only once every send of the batch is acknowledged.
+* **State** (group ``<group>.state``) reads the summaries, runs the :class:`~controller.engine.Engine`
+  for the agents of its partitions, carries decisions out on the cluster, sends them to the decisions
+  topic, and checkpoints each touched agent's state to the changelog topic (same partition number,
+  keyed by agent) before it commits. A worker that starts, restarts or gains a partition first
+  restores that partition's agents from the changelog, so no state is lost and nothing is counted
+  twice by this stage.
+
+Delivery is at least once end to end: a crash of ingest between its sends and its commit may count a
+poll twice (exact duplicates are dropped), and a crash of the state stage between acting and
+checkpointing may repeat a decision, which is idempotent on the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from controller.aggregate import Aggregator, Partial
+from controller.broker import ensure_topics
+from controller.cluster import ClusterBackend, apply_decision
+from controller.config import Rollout
+from controller.decisions import Decision, encode
+from controller.engine import Engine
+from controller.events import InvalidEvent, decode_record
+
+__all__ = ["IngestStage", "PipelineSettings", "PipelineStats", "StateStage", "run_pipeline"]
+
+log = logging.getLogger("vigil.pipeline")
+
+DLQ_REASON_HEADER = "vigil-dlq-reason"
+DLQ_SOURCE_HEADER = "vigil-dlq-source"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    bootstrap: str
+    """Kafka bootstrap servers, ``host:port[,host:port]``."""
+    topic: str = "vigil.events"
+    """The topic agents publish interaction events to."""
+    summaries_topic: str = "vigil.summaries"
+    """Internal topic of bucket summaries, keyed by agent."""
+    changelog_topic: str = "vigil.state"
+    """Internal changelog topic the state stage checkpoints to (same partitions as the summaries)."""
+    decisions_topic: str = "vigil.decisions"
+    """Every decision, as one JSON object per message, keyed by agent."""
+    group: str = "vigil"
+    """Consumer group prefix: ``<group>.ingest`` and ``<group>.state``."""
+    partitions: int = 3
+    """Partitions of the topics vigil creates when they are missing."""
+    session_timeout_ms: int = 6000
+    """Consumer session timeout; small so a group forms quickly and a dead worker is noticed soon."""
+    max_batch: int = 5000
+    """Records per poll at most."""
+    poll_timeout_ms: int = 200
+    """How long one poll waits for records."""
+    checkpoint_interval: float = 1.0
+    """Seconds between state checkpoints (offsets are committed with each checkpoint)."""
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+
+@dataclass
+class PipelineStats:
+    """Counters read at scrape time by the metrics collector."""
+
+    events: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    partials: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    checkpoints: int = 0
+    restored_agents: int = 0
+    ingest_batches: int = 0
+    last_event_time: float = 0.0
+
+
+def _consumer(settings: PipelineSettings, group: str, *topics: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest", session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
+        rebalance_timeout_ms=max(settings.session_timeout_ms, 10000),
+    )
+
+
+def _producer(settings: PipelineSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
+
+
+def _reason_class(reason: str) -> str:
+    """A low-cardinality label for a DLQ reason (the path is dropped; values never reach a label)."""
+    head = reason.split(" - at ")[0]
+    for key in ("malformed JSON", "missing required field", "no event time", "empty record", "Invalid enum",
+                "Expected"):
+        if head.startswith(key):
+            return key.lower().replace(" ", "_")
+    return "contract_violation"
+
+
+class IngestStage:
+    """Events topic to summaries topic (and the dead-letter topic)."""
+
+    def __init__(self, settings: PipelineSettings, stats: PipelineStats, bucket_seconds: int = 1) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.bucket_seconds = bucket_seconds
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        consumer = _consumer(s, f"{s.group}.ingest", s.topic)
+        producer = _producer(s)
+        await producer.start()
+        await consumer.start()
+        agg = Aggregator(self.bucket_seconds)
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
+                self.ready.set()
+                if not batch:
+                    continue
+                sends: list[Awaitable[Any]] = []
+                for tp, records in batch.items():
+                    source = str(tp.partition)
+                    for r in records:
+                        try:
+                            event = decode_record(r.value, dict(r.headers), r.timestamp)
+                        except InvalidEvent as exc:
+                            self.stats.invalid[_reason_class(exc.reason)] += 1
+                            headers = [*r.headers, (DLQ_REASON_HEADER, exc.reason.encode()),
+                                       (DLQ_SOURCE_HEADER, f"{tp.topic}/{tp.partition}/{r.offset}".encode())]
+                            sends.append(await producer.send(s.dlq_topic, r.value, key=r.key, headers=headers))
+                            continue
+                        agg.add(event, source, r.offset)
+                        self.stats.events += 1
+                        self.stats.last_event_time = max(self.stats.last_event_time, event.time)
+                for p in agg.drain():
+                    sends.append(await producer.send(s.summaries_topic, msgspec.msgpack.encode(p),
+                                                     key=p.agent.encode()))
+                await asyncio.gather(*sends)  # every effect of the batch is durable before its commit
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+                self.stats.ingest_batches += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: StateStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.stage.checkpoint()
+        self.stage.drop({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Records of a partition must not be applied before its agents are restored: pause them here and
+        # let the run loop restore, then resume, before its next poll.
+        if assigned:
+            assert self.stage.consumer is not None
+            self.stage.consumer.pause(*assigned)
+            self.stage.to_restore.update(assigned)
+
+
+DecisionHook = Callable[[Decision], Awaitable[None] | None]
+
+
+class StateStage:
+    """Summaries topic to decisions, with the engine's state checkpointed to the changelog topic."""
+
+    _partial = msgspec.msgpack.Decoder(Partial)
+
+    def __init__(self, settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend,
+                 stats: PipelineStats, on_decision: DecisionHook | None = None) -> None:
+        self.settings = settings
+        self.rollouts = {r.agent: r for r in rollouts}
+        self.engine = Engine(rollouts)
+        self.cluster = cluster
+        self.stats = stats
+        self.on_decision = on_decision
+        self.partition_of: dict[str, int] = {}
+        self.dirty: set[str] = set()
+        self.pending: dict[TopicPartition, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.to_restore: set[TopicPartition] = set()
+        self.ready = asyncio.Event()
+        self._last_checkpoint = 0.0
+
+    async def restore(self, partitions: set[int]) -> None:
+        """Load the last checkpoint of every agent of ``partitions`` from the changelog."""
+        s = self.settings
+        tps = [TopicPartition(s.changelog_topic, p) for p in sorted(partitions)]
+        reader = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False, group_id=None)
+        await reader.start()
+        latest: dict[bytes, tuple[int, bytes]] = {}
+        try:
+            reader.assign(tps)
+            end = await reader.end_offsets(tps)
+            await reader.seek_to_beginning(*tps)
+            remaining = [tp for tp in tps if end[tp] > 0]
+            while remaining:
+                for tp, records in (await reader.getmany(*tps, timeout_ms=500)).items():
+                    for r in records:
+                        if r.key is not None and r.value is not None:
+                            latest[r.key] = (tp.partition, r.value)
+                remaining = [tp for tp in remaining if await reader.position(tp) < end[tp]]
+        finally:
+            await reader.stop()
+        for key, (partition, raw) in latest.items():
+            agent = key.decode()
+            self.engine.agents.pop(agent, None)
+            self.engine.load_agent(msgspec.json.decode(raw))
+            self.partition_of[agent] = partition
+            self.stats.restored_agents += 1
+        log.info("restored %d agents of partitions %s from %s", len(latest), sorted(partitions),
+                 s.changelog_topic)
+
+    def drop(self, partitions: set[int]) -> None:
+        for agent in [a for a, p in self.partition_of.items() if p in partitions]:
+            self.engine.agents.pop(agent, None)
+            del self.partition_of[agent]
+        self.pending = {tp: o for tp, o in self.pending.items() if tp.partition not in partitions}
+        self.to_restore = {tp for tp in self.to_restore if tp.partition not in partitions}
+
+    async def checkpoint(self) -> None:
+        """Write the touched agents' state, then commit the offsets that produced it."""
+        if self.producer is None or self.consumer is None or not (self.dirty or self.pending):
+            return
+        sends = []
+        for agent in self.dirty:
+            if agent in self.engine.agents:
+                state = msgspec.json.encode(self.engine.agent_state(agent))
+                sends.append(await self.producer.send(self.settings.changelog_topic, state, key=agent.encode(),
+                                                      partition=self.partition_of[agent]))
+        await asyncio.gather(*sends)
+        if self.pending:
+            await self.consumer.commit(dict(self.pending))
+        self.dirty.clear()
+        self.pending.clear()
+        self.stats.checkpoints += 1
+        self._last_checkpoint = time.monotonic()
+
+    async def _act(self, decision: Decision) -> None:
+        self.stats.decisions[decision.action] += 1
+        st = self.engine.agents.get(decision.agent)
+        if st is not None and st.policy is not None:
+            await apply_decision(self.cluster, decision, st.policy.stable, st.rollout.scale_canary_to_zero)
+        assert self.producer is not None
+        await self.producer.send_and_wait(self.settings.decisions_topic, encode(decision),
+                                          key=decision.agent.encode())
+        if self.on_decision is not None:
+            result = self.on_decision(decision)
+            if asyncio.iscoroutine(result):
+                await result
+        log.info("decision %s %s %s: %s", decision.agent, decision.action, decision.version, decision.reason)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        self.producer = _producer(s)
+        await self.producer.start()
+        self.consumer = _consumer(s, f"{s.group}.state")
+        self.consumer.subscribe([s.summaries_topic], listener=_Rebalance(self))
+        await self.consumer.start()
+        try:
+            while not stop.is_set():
+                if self.to_restore:
+                    assigned = self.to_restore & self.consumer.assignment()
+                    self.to_restore.clear()
+                    await self.restore({tp.partition for tp in assigned})
+                    self.consumer.resume(*assigned)
+                batch = await self.consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
+                if not self.to_restore and self.consumer.assignment():
+                    self.ready.set()
+                decisions: list[Decision] = []
+                for tp, records in batch.items():
+                    for r in records:
+                        partial = self._partial.decode(r.value)
+                        self.stats.partials += 1
+                        self.partition_of[partial.agent] = tp.partition
+                        decisions.extend(self.engine.apply(partial))
+                        self.dirty.add(partial.agent)
+                    self.pending[tp] = records[-1].offset + 1
+                for d in decisions:
+                    await self._act(d)
+                if decisions or time.monotonic() - self._last_checkpoint >= s.checkpoint_interval:
+                    await self.checkpoint()
+            await self.checkpoint()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
+
+async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend,
+                       stop: asyncio.Event, stats: PipelineStats | None = None,
+                       on_decision: DecisionHook | None = None,
+                       started: Callable[[IngestStage, StateStage], None] | None = None) -> PipelineStats:
+    """Create the topics if missing and run both stages until ``stop`` is set."""
+    stats = stats or PipelineStats()
+    p = settings.partitions
+    await ensure_topics(settings.bootstrap, {
+        settings.topic: p, settings.dlq_topic: p, settings.summaries_topic: p, settings.changelog_topic: p,
+        settings.decisions_topic: 1})
+    sizes = {r.analysis.bucket_seconds for r in rollouts} or {1}
+    if len(sizes) > 1:
+        raise ValueError("all rollouts of one worker must share spec.analysis.bucketSeconds")
+    ingest = IngestStage(settings, stats, bucket_seconds=sizes.pop())
+    state = StateStage(settings, rollouts, cluster, stats, on_decision)
+    if started is not None:
+        started(ingest, state)
+    tasks = [asyncio.create_task(ingest.run(stop), name="vigil-ingest"),
+             asyncio.create_task(state.run(stop), name="vigil-state")]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            t.result()  # a stage that failed fails the worker
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stats
