@@ -1,0 +1,134 @@
+"""The ``vigil`` command line: replay, simulate, run, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from controller import __version__
+from controller.config import ConfigError, load_rollouts
+
+__all__ = ["main"]
+
+
+def _error(message: str) -> int:
+    print(f"vigil: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from controller.decisions import encode
+    from controller.replay import ReplayStats, replay
+
+    try:
+        rollouts = load_rollouts(args.config)
+    except ConfigError as exc:
+        return _error(str(exc))
+    stats = ReplayStats()
+    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+    count = 0
+    try:
+        for d in replay(args.events, rollouts, stats):
+            out.write(encode(d) + b"\n")
+            count += 1
+    except OSError as exc:
+        return _error(f"cannot read {args.events}: {exc.strerror or exc}")
+    except ValueError as exc:
+        return _error(str(exc))
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(stats.invalid_reasons.items(), key=lambda kv: -kv[1]))
+    print(f"replay: {stats.events} events, {stats.invalid} invalid{f' ({reasons})' if reasons else ''}, "
+          f"{stats.late} late, {count} decisions", file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from controller.broker import EmbeddedBroker
+    from controller.cluster import InMemoryCluster
+    from controller.pipeline import PipelineSettings
+    from controller.worker import Worker
+
+    try:
+        rollouts = load_rollouts(args.config)
+    except ConfigError as exc:
+        return _error(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    broker = None
+    if args.bootstrap is None:
+        broker = EmbeddedBroker().start()
+        print(f"vigil run: embedded broker on {broker.bootstrap}", file=sys.stderr)
+    try:
+        settings = PipelineSettings(
+            bootstrap=args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
+            topic=args.topic, decisions_topic=args.decisions_topic, group=args.group, partitions=args.partitions)
+        worker = Worker(settings, rollouts, InMemoryCluster(),
+                        http_port=None if args.http_port < 0 else args.http_port, http_host=args.http_host)
+        asyncio.run(worker.run(handle_signals=True))
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from controller.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    return asyncio.run(run_demo(fault=not args.no_fault, rate=args.rate, seed=args.seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from controller import simulate
+
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="decide on a recorded JSON lines file of events, in event time")
+    p.add_argument("events", help="JSON lines file of events (CloudEvents structured, or bare with time)")
+    p.add_argument("--config", action="append", default=[], metavar="ROLLOUT.yaml",
+                   help="AgentRollout file (repeatable); without it, roles come from each event's track")
+    p.add_argument("--output", "-o", metavar="FILE", help="write decision lines here (default stdout)")
+    p.set_defaults(func=_replay)
+
+    simulate.register(sub)
+
+    p = sub.add_parser("run", help="the live worker: Kafka in, decisions and cluster actions out")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: start the "
+                   "embedded broker)")
+    p.add_argument("--topic", default="vigil.events", help="events topic (default vigil.events)")
+    p.add_argument("--decisions-topic", default="vigil.decisions", help="default vigil.decisions")
+    p.add_argument("--group", default="vigil", help="consumer group prefix (default vigil)")
+    p.add_argument("--partitions", type=int, default=3, help="partitions of topics vigil creates (default 3)")
+    p.add_argument("--config", action="append", default=[], metavar="ROLLOUT.yaml",
+                   help="AgentRollout file (repeatable); without it every agent is watched by track")
+    p.add_argument("--cluster", choices=["memory"], default="memory",
+                   help="cluster backend (memory; the Kubernetes backend is tracked in issue 4)")
+    p.add_argument("--http-port", type=int, default=8080, help="metrics/health port; -1 disables")
+    p.add_argument("--http-host", default="127.0.0.1", help="address to serve HTTP on (default 127.0.0.1)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="embedded broker + simulator + worker: watch a bad canary rolled back")
+    p.add_argument("--no-fault", action="store_true", help="a healthy canary: expect promotion, no rollback")
+    p.add_argument("--rate", type=float, default=80.0, help="events per second (default 80)")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args: Any = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The worker's HTTP endpoints: Prometheus metrics, health, and a read-only view of decisions.
+
+* ``GET /metrics``: Prometheus exposition, read from live state at scrape time by :class:`VigilCollector`;
+* ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups;
+* ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
+* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts.
+
+A deliberately small HTTP/1.1 server on asyncio: GET only, one request per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from controller.decisions import Decision
+from controller.engine import Engine
+from controller.pipeline import PipelineStats
+
+__all__ = ["HttpServer", "VigilCollector", "agents_view"]
+
+
+class VigilCollector(Collector):
+    """Reads the pipeline counters and each agent's tests when Prometheus scrapes."""
+
+    def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None]) -> None:
+        self.stats = stats
+        self.engine = engine
+
+    def collect(self) -> Iterator[Any]:
+        s = self.stats
+        yield CounterMetricFamily("vigil_events", "Valid interaction events ingested", value=s.events)
+        invalid = CounterMetricFamily("vigil_events_invalid", "Events sent to the dead-letter topic",
+                                      labels=["reason"])
+        for reason, n in sorted(s.invalid.items()):
+            invalid.add_metric([reason], n)
+        yield invalid
+        decisions = CounterMetricFamily("vigil_decisions", "Decisions made", labels=["action"])
+        for action, n in sorted(s.decisions.items()):
+            decisions.add_metric([action], n)
+        yield decisions
+        yield CounterMetricFamily("vigil_checkpoints", "State checkpoints written", value=s.checkpoints)
+        yield GaugeMetricFamily("vigil_last_event_time_seconds", "Newest event time seen",
+                                value=s.last_event_time)
+        engine = self.engine()
+        if engine is None:
+            return
+        late = CounterMetricFamily("vigil_late_events", "Events later than the allowed lateness",
+                                   labels=["agent"])
+        weight = GaugeMetricFamily("vigil_canary_weight_percent", "Canary traffic weight",
+                                   labels=["agent", "version"])
+        stat = GaugeMetricFamily("vigil_test_statistic", "Log likelihood ratio of each canary test",
+                                 labels=["agent", "version", "test"])
+        thr = GaugeMetricFamily("vigil_test_threshold", "Threshold of each canary test",
+                                labels=["agent", "version", "test"])
+        for agent, st in sorted(engine.agents.items()):
+            late.add_metric([agent], st.window.late_events)
+            if st.policy is None or st.analysis is None:
+                continue
+            weight.add_metric([agent, st.policy.canary], st.policy.weight)
+            for name, t in st.analysis.tests.items():
+                stat.add_metric([agent, st.policy.canary, name], t.statistic)
+                thr.add_metric([agent, st.policy.canary, name], t.threshold)
+        yield from (late, weight, stat, thr)
+
+
+def agents_view(engine: Engine | None) -> dict[str, Any]:
+    if engine is None:
+        return {}
+    out: dict[str, Any] = {}
+    for agent, st in engine.agents.items():
+        entry: dict[str, Any] = {"late_events": st.window.late_events}
+        if st.policy is not None and st.analysis is not None:
+            entry.update(stable=st.policy.stable, canary=st.policy.canary, phase=st.policy.phase,
+                         weights=st.policy.weights,
+                         window={k: dict(zip(("n_canary", "harm_canary", "n_stable", "harm_stable"), v,
+                                             strict=True))
+                                 for k, v in st.analysis.window_view().items()})
+        out[agent] = entry
+    return out
+
+
+class HttpServer:
+    """Serves the endpoints on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None],
+                 ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 8080,
+                 registry: CollectorRegistry | None = None, keep: int = 100) -> None:
+        self.host = host
+        self.port = port
+        self.engine = engine
+        self.ready = ready
+        self.registry = registry or CollectorRegistry()
+        self.registry.register(VigilCollector(stats, engine))
+        self.decisions: deque[Decision] = deque(maxlen=keep)
+        self._server: asyncio.Server | None = None
+
+    def record(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+        if method != "GET":
+            return 405, "text/plain", b"method not allowed\n"
+        path = path.split("?", 1)[0]
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
+        if path == "/healthz":
+            return 200, "text/plain", b"ok\n"
+        if path == "/readyz":
+            return (200, "text/plain", b"ready\n") if self.ready() else (503, "text/plain", b"not ready\n")
+        if path == "/api/v1/decisions":
+            return 200, "application/json", msgspec.json.encode(list(self.decisions))
+        if path == "/api/v1/agents":
+            return 200, "application/json", msgspec.json.encode(agents_view(self.engine()))
+        return 404, "text/plain", b"not found\n"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            status, ctype, body = self._route(method, path)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+            status, ctype, body = 400, "text/plain", b"bad request\n"
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}[status]
+        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                     f"Connection: close\r\n\r\n".encode() + body)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
