@@ -2,19 +2,20 @@
 
 The raw event path is the hot one, so it only counts: per (agent, version, track, channel, second) it
 keeps trials and harmful outcomes per rate metric, and a sparse log-spaced histogram per value metric.
-A :class:`Partial` carries one agent's buckets from one poll of one source partition, with that
-partition's event-time high mark, to the stateful stage keyed by agent.
+A :class:`Partial` carries one agent's buckets from one poll (of any number of source partitions),
+with the event-time progress of every source the sender reads, to the stateful stage keyed by agent.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 
 import msgspec
 
 from controller.events import Event
-from controller.metrics import observe
+from controller.metrics import CATALOG, observe
 
 __all__ = ["Bucket", "Partial", "Aggregator", "bin_of", "bin_value", "merge_bucket"]
 
@@ -24,6 +25,8 @@ _EPS = 1e-6
 _LOG_STEP = math.log(1.05)
 _LOG_EPS = math.log(_EPS)
 MAX_EXAMPLES = 3
+# rate metrics whose counted outcome is the good one (resolutions): their examples are the misses
+_LOWER_IS_WORSE = frozenset(s.name for s in CATALOG.values() if s.kind == "rate" and s.direction == "decrease")
 
 
 def bin_of(x: float) -> int:
@@ -62,13 +65,17 @@ class Bucket(msgspec.Struct, array_like=True):
 
 
 class Partial(msgspec.Struct, array_like=True):
-    """One agent's buckets from one poll of one source, with the source's event-time high mark."""
+    """One agent's buckets from one poll, with the sender's event-time progress.
+
+    ``highs`` maps each source the sender reads to the event time up to which it has read it; a source
+    with nothing left unread reports the sender's newest time, so that it never holds a watermark back.
+    One poll gives one partial per agent, so its progress is applied only with all of its buckets.
+    ``offsets`` maps each source of the poll to its first and last offset, to recognise a replayed poll.
+    """
 
     agent: str
-    source: str
-    high_time: float
-    first_offset: int
-    last_offset: int
+    highs: dict[str, float]
+    offsets: dict[str, tuple[int, int]]
     buckets: list[Bucket]
 
 
@@ -88,8 +95,8 @@ def merge_bucket(into: Bucket, other: Bucket) -> None:
             mine[b] = mine.get(b, 0) + c
         into.sums[m] = into.sums.get(m, 0.0) + other.sums.get(m, 0.0)
     for m, ids in other.examples.items():
-        mine_ids = into.examples.setdefault(m, [])
-        mine_ids.extend(ids[: MAX_EXAMPLES - len(mine_ids)])
+        # the smallest ids, not the first to arrive: the same whatever the order partials merge in
+        into.examples[m] = sorted(set(into.examples.get(m, ())) | set(ids))[:MAX_EXAMPLES]
 
 
 class Aggregator:
@@ -99,19 +106,20 @@ class Aggregator:
         if bucket_seconds < 1:
             raise ValueError(f"bucket_seconds must be >= 1, got {bucket_seconds!r}")
         self.bucket_seconds = bucket_seconds
-        self._buckets: dict[tuple[str, str, str, str, str, int], Bucket] = {}
+        self._buckets: dict[tuple[str, str, str, str, int], Bucket] = {}
         self._high: dict[str, float] = {}
         self._offsets: dict[str, tuple[int, int]] = {}
+        self._last_offset: dict[str, int] = {}  # kept across drains, for add_many's numbering
         self.count = 0
 
     def add(self, event: Event, source: str = "0", offset: int = 0) -> None:
         d = event.data
         agent = d.agent or ""
         start = int(event.time // self.bucket_seconds) * self.bucket_seconds
-        key = (agent, source, d.version or "", d.track or "", d.channel or "other", start)
+        key = (agent, d.version or "", d.track or "", d.channel or "other", start)
         b = self._buckets.get(key)
         if b is None:
-            b = self._buckets[key] = Bucket(key[2], key[3], key[4], start)
+            b = self._buckets[key] = Bucket(key[1], key[2], key[3], start)
         b.n += 1
         rates, values = observe(d)
         conv = d.conversation_id
@@ -122,10 +130,11 @@ class Aggregator:
             else:
                 r[0] += t
                 r[1] += h
-            if h and conv is not None:
+            if conv is not None and (h < t if m in _LOWER_IS_WORSE else h):
                 ex = b.examples.setdefault(m, [])
-                if len(ex) < MAX_EXAMPLES:
-                    ex.append(conv)
+                if conv not in ex and (len(ex) < MAX_EXAMPLES or conv < ex[-1]):
+                    bisect.insort(ex, conv)
+                    del ex[MAX_EXAMPLES:]
         for m, x in values:
             hist = b.values.get(m)
             if hist is None:
@@ -134,25 +143,35 @@ class Aggregator:
             hist[k] = hist.get(k, 0) + 1
             b.sums[m] = b.sums.get(m, 0.0) + x
         if event.time > self._high.get(source, -math.inf):
-            self._high[source] = event.time
+            self._high[source] = event.time  # kept across drains: it is how far the source has been read
         lo, hi = self._offsets.get(source, (offset, offset))
         self._offsets[source] = (min(lo, offset), max(hi, offset))
+        if offset > self._last_offset.get(source, -1):
+            self._last_offset[source] = offset
         self.count += 1
 
-    def add_many(self, events: Iterable[Event], source: str = "0") -> None:
-        for e in events:
-            self.add(e, source)
+    @property
+    def highs(self) -> dict[str, float]:
+        """The newest event time read from each source so far."""
+        return dict(self._high)
 
-    def drain(self) -> list[Partial]:
-        """The accumulated partials (one per agent and source), leaving the aggregator empty."""
-        per: dict[tuple[str, str], list[Bucket]] = {}
-        for (agent, source, *_), b in self._buckets.items():
-            per.setdefault((agent, source), []).append(b)
-        out = [
-            Partial(agent, source, self._high[source], *self._offsets[source], buckets=buckets)
-            for (agent, source), buckets in sorted(per.items())
-        ]
+    def add_many(self, events: Iterable[Event], source: str = "0") -> None:
+        """Add events of ``source`` that follow the last one added, numbering their offsets on from it."""
+        nxt = self._last_offset.get(source, -1) + 1
+        for i, e in enumerate(events):
+            self.add(e, source, nxt + i)
+
+    def drain(self, progress: dict[str, float] | None = None) -> list[Partial]:
+        """The accumulated partials (one per agent), leaving the aggregator empty.
+
+        ``progress`` is the sender's view of its sources (see :class:`Partial`); by default, the newest
+        event time read from each source so far.
+        """
+        highs = dict(self._high) if progress is None else progress
+        per: dict[str, list[Bucket]] = {}
+        for (agent, *_), b in self._buckets.items():
+            per.setdefault(agent, []).append(b)
+        out = [Partial(agent, highs, dict(self._offsets), buckets) for agent, buckets in sorted(per.items())]
         self._buckets.clear()
-        self._high.clear()
         self._offsets.clear()
         return out

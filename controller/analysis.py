@@ -50,6 +50,11 @@ def _quantile_bin(hist: dict[int, int], q: float) -> int:
     return bins[int(np.searchsorted(cum, q * cum[-1]))]
 
 
+def _beyond(hist: dict[int, int], edge: int, up: bool) -> int:
+    """Observations in bins beyond ``edge`` in the harmful direction."""
+    return sum(v for b, v in hist.items() if (b > edge if up else b < edge))
+
+
 class CanaryAnalysis:
     """The tests of one rollout (one stable version against one canary version)."""
 
@@ -124,10 +129,8 @@ class CanaryAnalysis:
                     continue
                 up = self._direction(m) == "increase"
                 for q, edge in qs.items():
-                    def beyond(h: dict[int, int], edge: int = edge) -> int:
-                        return sum(v for b, v in h.items() if (b > edge if up else b < edge))
                     names.append(f"{m}{'>' if up else '<'}p{int(q * 100)}")
-                    rows.append((sum(hc.values()), beyond(hc), sum(hs.values()), beyond(hs)))
+                    rows.append((sum(hc.values()), _beyond(hc, edge, up), sum(hs.values()), _beyond(hs, edge, up)))
         return names, rows
 
     def observe(self, start: int, buckets: list[Bucket]) -> list[TestResult]:

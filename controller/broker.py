@@ -76,14 +76,15 @@ class EmbeddedBroker:
         self.stop()
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create the topics that do not exist yet, with the given partition counts."""
+async def ensure_topics(bootstrap: str, topics: dict[str, int],
+                        configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create the topics that do not exist yet, with the given partition counts and topic configs."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()
-               if name not in existing]
+        new = [NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=(configs or {}).get(name, {}))
+               for name, n in topics.items() if name not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)

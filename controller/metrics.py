@@ -67,8 +67,11 @@ def observe(d: Interaction) -> tuple[list[tuple[str, int, int]], list[tuple[str,
     """The rate observations ``(metric, trials, harmful)`` and values ``(metric, x)`` of one interaction.
 
     >>> from controller.events import Interaction
-    >>> observe(Interaction(agent="a", version="v", outcome="escalated", latency_ms=120.0))
-    ([('escalation_rate', 1, 1), ('abandonment_rate', 1, 0), ('resolution_rate', 1, 0), ('error_rate', 1, 0)], [('latency_ms', 120.0)])
+    >>> rates, values = observe(Interaction(agent="a", version="v", outcome="escalated", latency_ms=120.0))
+    >>> rates
+    [('escalation_rate', 1, 1), ('abandonment_rate', 1, 0), ('resolution_rate', 1, 0), ('error_rate', 1, 0)]
+    >>> values
+    [('latency_ms', 120.0)]
     """
     rates: list[tuple[str, int, int]] = []
     values: list[tuple[str, float]] = []

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,10 +53,10 @@ class PipelineSettings:
     """Kafka bootstrap servers, ``host:port[,host:port]``."""
     topic: str = "vigil.events"
     """The topic agents publish interaction events to."""
-    summaries_topic: str = "vigil.summaries"
-    """Internal topic of bucket summaries, keyed by agent."""
-    changelog_topic: str = "vigil.state"
-    """Internal changelog topic the state stage checkpoints to (same partitions as the summaries)."""
+    summaries_topic: str = ""
+    """Internal topic of bucket summaries, keyed by agent; default ``<group>.summaries``."""
+    changelog_topic: str = ""
+    """Internal changelog topic the state stage checkpoints to (same partitions); default ``<group>.state``."""
     decisions_topic: str = "vigil.decisions"
     """Every decision, as one JSON object per message, keyed by agent."""
     group: str = "vigil"
@@ -71,6 +72,13 @@ class PipelineSettings:
     checkpoint_interval: float = 1.0
     """Seconds between state checkpoints (offsets are committed with each checkpoint)."""
 
+    def __post_init__(self) -> None:
+        # derived from the group, so two deployments with their own groups never share internal topics
+        if not self.summaries_topic:
+            object.__setattr__(self, "summaries_topic", f"{self.group}.summaries")
+        if not self.changelog_topic:
+            object.__setattr__(self, "changelog_topic", f"{self.group}.state")
+
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
@@ -81,6 +89,7 @@ class PipelineStats:
     """Counters read at scrape time by the metrics collector."""
 
     events: int = 0
+    partials_sent: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     partials: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
@@ -88,6 +97,16 @@ class PipelineStats:
     restored_agents: int = 0
     ingest_batches: int = 0
     last_event_time: float = 0.0
+
+
+def encode_state(state: dict[str, Any]) -> bytes:
+    """A checkpoint on the wire: msgpack, zlib-compressed (open buckets of a backlog can be large)."""
+    return zlib.compress(msgspec.msgpack.encode(state), 1)
+
+
+def decode_state(raw: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = msgspec.msgpack.decode(zlib.decompress(raw))
+    return state
 
 
 def _consumer(settings: PipelineSettings, group: str, *topics: str) -> AIOKafkaConsumer:
@@ -100,17 +119,32 @@ def _consumer(settings: PipelineSettings, group: str, *topics: str) -> AIOKafkaC
 
 
 def _producer(settings: PipelineSettings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5,
+                            max_request_size=8 * 1024 * 1024)
 
 
 def _reason_class(reason: str) -> str:
     """A low-cardinality label for a DLQ reason (the path is dropped; values never reach a label)."""
     head = reason.split(" - at ")[0]
     for key in ("malformed JSON", "missing required field", "no event time", "empty record", "Invalid enum",
-                "Expected"):
+                "Expected", "unexpected"):
         if head.startswith(key):
             return key.lower().replace(" ", "_")
     return "contract_violation"
+
+
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Sets ``ready`` once the consumer has joined its group and been given its partitions."""
+
+    def __init__(self, ready: asyncio.Event, revoked: Callable[[], None]) -> None:
+        self.ready = ready
+        self.revoked = revoked
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.revoked()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.ready.set()
 
 
 class IngestStage:
@@ -121,10 +155,12 @@ class IngestStage:
         self.stats = stats
         self.bucket_seconds = bucket_seconds
         self.ready = asyncio.Event()
+        self._next_offset: dict[TopicPartition, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        consumer = _consumer(s, f"{s.group}.ingest", s.topic)
+        consumer = _consumer(s, f"{s.group}.ingest")
+        consumer.subscribe([s.topic], listener=_Joined(self.ready, self._next_offset.clear))
         producer = _producer(s)
         await producer.start()
         await consumer.start()
@@ -132,27 +168,36 @@ class IngestStage:
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
-                self.ready.set()
                 if not batch:
                     continue
                 sends: list[Awaitable[Any]] = []
+                assigned = consumer.assignment()
+                self._next_offset = {tp: o for tp, o in self._next_offset.items() if tp in assigned}
                 for tp, records in batch.items():
                     source = str(tp.partition)
+                    self._next_offset[tp] = records[-1].offset + 1
                     for r in records:
                         try:
                             event = decode_record(r.value, dict(r.headers), r.timestamp)
-                        except InvalidEvent as exc:
-                            self.stats.invalid[_reason_class(exc.reason)] += 1
-                            headers = [*r.headers, (DLQ_REASON_HEADER, exc.reason.encode()),
+                        except Exception as exc:  # one bad record must never stop the stream
+                            reason = exc.reason if isinstance(exc, InvalidEvent) else \
+                                f"unexpected {type(exc).__name__} while decoding"
+                            if not isinstance(exc, InvalidEvent):
+                                log.exception("record %s/%d/%d", tp.topic, tp.partition, r.offset)
+                            self.stats.invalid[_reason_class(reason)] += 1
+                            headers = [*r.headers, (DLQ_REASON_HEADER, reason.encode()),
                                        (DLQ_SOURCE_HEADER, f"{tp.topic}/{tp.partition}/{r.offset}".encode())]
-                            sends.append(await producer.send(s.dlq_topic, r.value, key=r.key, headers=headers))
+                            # Kafka refuses a record with neither key nor value: keep it as an empty value
+                            value = r.value if r.value is not None or r.key is not None else b""
+                            sends.append(await producer.send(s.dlq_topic, value, key=r.key, headers=headers))
                             continue
                         agg.add(event, source, r.offset)
                         self.stats.events += 1
                         self.stats.last_event_time = max(self.stats.last_event_time, event.time)
-                for p in agg.drain():
+                for p in agg.drain(await self._progress(consumer, agg)):
                     sends.append(await producer.send(s.summaries_topic, msgspec.msgpack.encode(p),
                                                      key=p.agent.encode()))
+                    self.stats.partials_sent += 1
                 await asyncio.gather(*sends)  # every effect of the batch is durable before its commit
                 await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
                 self.stats.ingest_batches += 1
@@ -161,6 +206,34 @@ class IngestStage:
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await producer.stop()
+
+
+    async def _progress(self, consumer: AIOKafkaConsumer, agg: Aggregator) -> dict[str, float]:
+        """How far each assigned partition has been read in event time (see :class:`Partial`)."""
+        highs = agg.highs
+        if not highs:
+            return {}
+        newest = max(highs.values())
+        out: dict[str, float] = {}
+        assigned = list(consumer.assignment())
+        # asked of the broker, not taken from the last fetch: a fetch that returned nothing for a
+        # partition says nothing of its backlog
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        for tp in assigned:
+            source = str(tp.partition)
+            # the consumer's own position may run ahead of what it returned (it moves a record batch at
+            # a time), so the offset after the last record returned is what counts
+            position = self._next_offset.get(tp)
+            if position is None:
+                position = await consumer.position(tp)
+            backlog = position < ends[tp]
+            if backlog:
+                # unread events of unknown time: hold the watermark where this source was left, or at
+                # the start of time when nothing of it was read yet
+                out[source] = highs.get(source, 0.0)
+            elif source in highs:
+                out[source] = newest
+        return out
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -172,6 +245,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.stage.drop({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.stage.joined = True
         # Records of a partition must not be applied before its agents are restored: pause them here and
         # let the run loop restore, then resume, before its next poll.
         if assigned:
@@ -202,6 +276,7 @@ class StateStage:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.to_restore: set[TopicPartition] = set()
+        self.joined = False
         self.ready = asyncio.Event()
         self._last_checkpoint = 0.0
 
@@ -228,7 +303,7 @@ class StateStage:
         for key, (partition, raw) in latest.items():
             agent = key.decode()
             self.engine.agents.pop(agent, None)
-            self.engine.load_agent(msgspec.json.decode(raw))
+            self.engine.load_agent(decode_state(raw))
             self.partition_of[agent] = partition
             self.stats.restored_agents += 1
         log.info("restored %d agents of partitions %s from %s", len(latest), sorted(partitions),
@@ -248,7 +323,7 @@ class StateStage:
         sends = []
         for agent in self.dirty:
             if agent in self.engine.agents:
-                state = msgspec.json.encode(self.engine.agent_state(agent))
+                state = encode_state(self.engine.agent_state(agent))
                 sends.append(await self.producer.send(self.settings.changelog_topic, state, key=agent.encode(),
                                                       partition=self.partition_of[agent]))
         await asyncio.gather(*sends)
@@ -288,8 +363,8 @@ class StateStage:
                     await self.restore({tp.partition for tp in assigned})
                     self.consumer.resume(*assigned)
                 batch = await self.consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
-                if not self.to_restore and self.consumer.assignment():
-                    self.ready.set()
+                if self.joined and not self.to_restore:
+                    self.ready.set()  # joined and restored (a worker with no partitions is ready too)
                 decisions: list[Decision] = []
                 for tp, records in batch.items():
                     for r in records:
@@ -320,7 +395,7 @@ async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], clus
     p = settings.partitions
     await ensure_topics(settings.bootstrap, {
         settings.topic: p, settings.dlq_topic: p, settings.summaries_topic: p, settings.changelog_topic: p,
-        settings.decisions_topic: 1})
+        settings.decisions_topic: 1}, configs={settings.changelog_topic: {"cleanup.policy": "compact"}})
     sizes = {r.analysis.bucket_seconds for r in rollouts} or {1}
     if len(sizes) > 1:
         raise ValueError("all rollouts of one worker must share spec.analysis.bucketSeconds")

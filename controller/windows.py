@@ -1,9 +1,12 @@
 """Event-time windows: buckets stay open until the watermark passes them plus the allowed lateness.
 
 The watermark of an agent is the lowest event-time high mark among its active sources (the source
-partitions its events come from), less the allowed lateness; a source that lags the newest by more
-than the idle timeout stops holding it back. Data for a bucket already closed is late: it is counted,
-per agent, never silently dropped and never applied.
+partitions read by the ingest stage), less the allowed lateness. Senders report a source with nothing
+left unread at their newest time, so a quiet or caught-up partition never holds the watermark back,
+while a partition with a backlog holds it until the backlog is read. A source whose last report is
+older, in event time, than the idle timeout stops holding it back (its sender is gone).
+Data for a bucket the watermark has passed is late: it is counted per agent, never silently dropped
+into the analysis.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class EventTimeWindow:
         self.allowed_lateness = allowed_lateness
         self.idle_timeout = idle_timeout
         self.high: dict[str, float] = {}
+        self.reported: dict[str, float] = {}  # source -> its sender's newest time at its last report
         self.applied: dict[str, int] = {}  # source -> last offset applied, to drop replayed partials
         self.open: dict[int, dict[tuple[str, str, str], Bucket]] = {}
         self.closed_until = -math.inf  # every bucket starting before this is closed
@@ -36,17 +40,23 @@ class EventTimeWindow:
     def watermark(self) -> float:
         if not self.high:
             return -math.inf
-        newest = max(self.high.values())
-        return min(h for h in self.high.values() if h >= newest - self.idle_timeout) - self.allowed_lateness
+        newest = max(self.reported.values())
+        live = [h for s, h in self.high.items() if self.reported[s] >= newest - self.idle_timeout]
+        return min(live) - self.allowed_lateness
 
     def add(self, partial: Partial) -> bool:
         """Merge a partial's buckets; False when the partial was already applied (a replay after a crash)."""
-        last = self.applied.get(partial.source)
-        if last is not None and partial.last_offset <= last and partial.first_offset <= last:
+        if partial.offsets and all(last <= self.applied.get(src, -1) for src, (_, last) in partial.offsets.items()):
             self.duplicate_partials += 1
             return False
-        self.applied[partial.source] = max(partial.last_offset, last if last is not None else -1)
-        self.high[partial.source] = max(partial.high_time, self.high.get(partial.source, -math.inf))
+        for src, (_, last) in partial.offsets.items():
+            self.applied[src] = max(last, self.applied.get(src, -1))
+        # the newest report on a source wins, even when lower: a backlog found behind it must hold it back
+        self.high.update(partial.highs)
+        if partial.highs:
+            sender_newest = max(partial.highs.values())
+            for s in partial.highs:
+                self.reported[s] = sender_newest
         for b in partial.buckets:
             if b.start < self.closed_until:
                 self.late_events += b.n
@@ -68,11 +78,14 @@ class EventTimeWindow:
         out = [(s, list(self.open.pop(s).values())) for s in ready]
         if ready:
             self.closed_until = max(self.closed_until, ready[-1] + self.bucket_seconds)
+        if math.isfinite(limit):
+            # a bucket the watermark has passed is closed even if it never held data: what comes for it is late
+            self.closed_until = max(self.closed_until, (limit // self.bucket_seconds) * self.bucket_seconds)
         return out
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "high": self.high, "applied": self.applied,
+            "high": self.high, "reported": self.reported, "applied": self.applied,
             "closed_until": None if math.isinf(self.closed_until) else self.closed_until,
             "late_events": self.late_events, "duplicate_partials": self.duplicate_partials,
             "open": [msgspec.to_builtins(b) for series in self.open.values() for b in series.values()],
@@ -80,6 +93,7 @@ class EventTimeWindow:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.high = {str(k): float(v) for k, v in state["high"].items()}
+        self.reported = {str(k): float(v) for k, v in state["reported"].items()}
         self.applied = {str(k): int(v) for k, v in state["applied"].items()}
         self.closed_until = -math.inf if state["closed_until"] is None else float(state["closed_until"])
         self.late_events = int(state["late_events"])

@@ -1,0 +1,102 @@
+"""The command line: replay on a simulated file, config errors named by field, simulate's output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+
+VIGIL = [sys.executable, "-m", "controller.cli"]
+DECISION_KEYS = {"time", "agent", "action", "version", "weights", "reason", "evidence", "examples"}
+EVIDENCE_KEYS = {"metric", "detector", "statistic", "threshold", "p_value", "n_canary", "n_stable",
+                 "canary_value", "stable_value"}
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "events.jsonl"
+    assert main(["simulate", "--output", str(path), "--duration", "400", "--rate", "40", "--seed", "3",
+                 "--fault", "escalation:onset=120,magnitude=3"]) == 0
+    return path
+
+
+def test_replay_rolls_back_a_faulty_canary_with_evidence(faulty: Path, tmp_path: Path) -> None:
+    out = tmp_path / "decisions.jsonl"
+    proc = subprocess.run([*VIGIL, "replay", str(faulty), "--output", str(out)], capture_output=True, text=True,
+                          check=True)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [d["action"] for d in lines] == ["rollback"]
+    d = lines[0]
+    assert set(d) == DECISION_KEYS
+    assert d["agent"] == "support-bot" and d["version"] == "v2"
+    assert d["weights"] == {"v1": 100.0, "v2": 0.0}
+    assert d["evidence"] and all(set(e) == EVIDENCE_KEYS for e in d["evidence"])
+    assert any(e["metric"] == "escalation_rate" for e in d["evidence"])
+    for e in d["evidence"]:
+        assert e["statistic"] >= e["threshold"] and e["p_value"] < 0.01
+    esc = next(e for e in d["evidence"] if e["metric"] == "escalation_rate")
+    # cumulative since the canary started, so diluted by the healthy first two minutes
+    assert esc["canary_value"] > 1.3 * esc["stable_value"]
+    assert d["examples"] and all(x.startswith("c-") for x in d["examples"])
+    # the decision falls after the fault's onset (2026-11-26T00:02:00Z) and well before the file ends
+    assert "2026-11-26T00:02:00" < d["time"] < "2026-11-26T00:04:00"
+    assert "1 decisions" in proc.stderr and "0 invalid" in proc.stderr
+
+
+def test_replay_with_config_steps_then_rolls_back(faulty: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "rollout.yaml"
+    cfg.write_text("""
+apiVersion: vigil.dev/v1alpha1
+kind: AgentRollout
+metadata: {name: bot}
+spec:
+  agent: support-bot
+  stable: {version: v1}
+  canary: {version: v2}
+  steps: [{setWeight: 10}, {pause: {duration: 60s}}, {setWeight: 50}, {pause: {duration: 10m}}]
+""")
+    proc = subprocess.run([*VIGIL, "replay", str(faulty), "--config", str(cfg)], capture_output=True, text=True,
+                          check=True)
+    actions = [json.loads(x)["action"] for x in proc.stdout.splitlines()]
+    assert actions == ["set_weight", "set_weight", "rollback"]
+
+
+def test_replay_healthy_canary_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "healthy.jsonl"
+    assert main(["simulate", "--output", str(path), "--duration", "300", "--rate", "40", "--seed", "5"]) == 0
+    proc = subprocess.run([*VIGIL, "replay", str(path)], capture_output=True, text=True, check=True)
+    assert proc.stdout == ""
+
+
+def test_replay_incident_on_both_versions_is_not_a_rollback(tmp_path: Path) -> None:
+    path = tmp_path / "incident.jsonl"
+    assert main(["simulate", "--output", str(path), "--duration", "400", "--rate", "40", "--seed", "11",
+                 "--fault", "incident:onset=100,duration=120"]) == 0
+    proc = subprocess.run([*VIGIL, "replay", str(path)], capture_output=True, text=True, check=True)
+    assert "rollback" not in proc.stdout
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ("spec: {agent: a, stable: {version: v1}, canary: {version: v1}}", "spec.canary.version"),
+    ("spec: {agent: a, stable: {version: v1}, canary: {version: v2}, analysis: {alpha: 2}}",
+     "spec.analysis.alpha"),
+    ("spec: {agent: a, stable: {version: v1}, canary: {version: v2}, steps: [{setWeight: 150}]}",
+     "spec.steps[0].setWeight"),
+    ("spec: {agent: a, stable: {version: v1}, canary: {version: v2}, bogus: 1}", "spec.bogus"),
+])
+def test_invalid_config_is_refused_naming_the_field(tmp_path: Path, faulty: Path, spec: str, field: str) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"apiVersion: vigil.dev/v1alpha1\nkind: AgentRollout\n{spec}\n")
+    proc = subprocess.run([*VIGIL, "replay", str(faulty), "--config", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert field in proc.stderr and proc.stdout == ""
+
+
+def test_replay_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run([*VIGIL, "replay", str(tmp_path / "nope.jsonl")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "nope.jsonl" in proc.stderr
