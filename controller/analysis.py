@@ -80,6 +80,9 @@ class CanaryAnalysis:
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}
         self.baseline: dict[str, dict[int, int]] = {}  # value metric -> stable histogram so far
+        self.baseline_n: dict[str, int] = {}
+        self.thresholds: dict[str, dict[float, int]] = {}
+        self.threshold_at: dict[str, int] = {}  # baseline size when the thresholds were last set
         self.sums: dict[str, list[float]] = {}  # test -> [canary trials, harm, stable trials, harm]
         self.examples: dict[str, deque[str]] = {}
         self.window: deque[tuple[int, dict[str, tuple[int, int, int, int]]]] = deque()
@@ -98,6 +101,18 @@ class CanaryAnalysis:
             self.metric_of[name] = metric
         return t
 
+    def _thresholds(self) -> dict[str, dict[float, int]]:
+        """Quantile bins of the stable history, refreshed when it has grown by a tenth (they are set from
+        earlier buckets only, so they stay fixed in advance of the data they judge)."""
+        for m, h in self.baseline.items():
+            n = self.baseline_n.get(m, 0)
+            if n < self.settings.baseline_min_samples:
+                continue
+            if m not in self.threshold_at or n >= 1.1 * self.threshold_at[m]:
+                self.thresholds[m] = {q: _quantile_bin(h, q) for q in _QUANTILES[self._direction(m)]}
+                self.threshold_at[m] = n
+        return self.thresholds
+
     def tables(self, buckets: list[Bucket]) -> tuple[list[str], list[tuple[int, int, int, int]]]:
         """Per test and channel, ``(n_canary, harm_canary, n_stable, harm_stable)`` of one bucket."""
         by_channel: dict[str, dict[str, Bucket]] = {}
@@ -108,8 +123,7 @@ class CanaryAnalysis:
                 by_channel.setdefault(b.channel, {})["s"] = b
         names: list[str] = []
         rows: list[tuple[int, int, int, int]] = []
-        thresholds = {m: {q: _quantile_bin(h, q) for q in _QUANTILES[self._direction(m)]}
-                      for m, h in self.baseline.items() if sum(h.values()) >= self.settings.baseline_min_samples}
+        thresholds = self._thresholds()
         for pair in by_channel.values():
             c, s = pair.get("c"), pair.get("s")
             if c is None or s is None:
@@ -170,6 +184,7 @@ class CanaryAnalysis:
                     mine = self.baseline.setdefault(m, {})
                     for k, v in hist.items():
                         mine[k] = mine.get(k, 0) + v
+                    self.baseline_n[m] = self.baseline_n.get(m, 0) + sum(hist.values())
         return [
             TestResult(name, self.metric_of[name], self._critical.get(self.metric_of[name], True),
                        t.counts[0] >= self._min_samples.get(self.metric_of[name], self.settings.min_samples))
@@ -215,6 +230,8 @@ class CanaryAnalysis:
             "stable": self.stable, "canary": self.canary, "budget": self.budget.to_state(),
             "tests": {n: t.to_state() for n, t in self.tests.items()}, "metric_of": self.metric_of,
             "baseline": {m: {str(k): v for k, v in h.items()} for m, h in self.baseline.items()},
+            "thresholds": {m: {str(q): b for q, b in t.items()} for m, t in self.thresholds.items()},
+            "threshold_at": self.threshold_at,
             "sums": self.sums, "examples": {m: list(d) for m, d in self.examples.items()},
             "window": [[s, {k: list(v) for k, v in seen.items()}] for s, seen in self.window],
             "buckets_seen": self.buckets_seen,
@@ -225,6 +242,9 @@ class CanaryAnalysis:
         self.tests = {n: MixtureFisherTest.from_state(s) for n, s in state["tests"].items()}
         self.metric_of = dict(state["metric_of"])
         self.baseline = {m: {int(k): int(v) for k, v in h.items()} for m, h in state["baseline"].items()}
+        self.baseline_n = {m: sum(h.values()) for m, h in self.baseline.items()}
+        self.thresholds = {m: {float(q): int(b) for q, b in t.items()} for m, t in state["thresholds"].items()}
+        self.threshold_at = {m: int(n) for m, n in state["threshold_at"].items()}
         self.sums = {k: list(v) for k, v in state["sums"].items()}
         self.examples = {m: deque(ids, maxlen=10) for m, ids in state["examples"].items()}
         self.window = deque((int(s), {k: tuple(v) for k, v in seen.items()}) for s, seen in state["window"])

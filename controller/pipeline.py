@@ -162,10 +162,10 @@ class IngestStage:
         consumer = _consumer(s, f"{s.group}.ingest")
         consumer.subscribe([s.topic], listener=_Joined(self.ready, self._next_offset.clear))
         producer = _producer(s)
-        await producer.start()
-        await consumer.start()
         agg = Aggregator(self.bucket_seconds)
         try:
+            await producer.start()
+            await consumer.start()
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
                 if not batch:
@@ -351,11 +351,11 @@ class StateStage:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         self.producer = _producer(s)
-        await self.producer.start()
         self.consumer = _consumer(s, f"{s.group}.state")
         self.consumer.subscribe([s.summaries_topic], listener=_Rebalance(self))
-        await self.consumer.start()
         try:
+            await self.producer.start()
+            await self.consumer.start()
             while not stop.is_set():
                 if self.to_restore:
                     assigned = self.to_restore & self.consumer.assignment()
