@@ -21,6 +21,7 @@ demo-no-fault: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check controller detectors tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict detectors
 
 test: lint
 	$(BIN)/python -m pytest

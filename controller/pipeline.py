@@ -368,7 +368,14 @@ class StateStage:
                 decisions: list[Decision] = []
                 for tp, records in batch.items():
                     for r in records:
-                        partial = self._partial.decode(r.value)
+                        try:
+                            partial = self._partial.decode(r.value)
+                        except (msgspec.DecodeError, TypeError):
+                            # an internal topic, but one foreign or corrupt record must not stop the stage
+                            self.stats.invalid["bad_summary"] += 1
+                            log.error("skipped an undecodable summary at %s/%d/%d", tp.topic, tp.partition,
+                                      r.offset)
+                            continue
                         self.stats.partials += 1
                         self.partition_of[partial.agent] = tp.partition
                         decisions.extend(self.engine.apply(partial))

@@ -43,7 +43,7 @@ def _lse(x: NDArray[np.float64]) -> float:
 
 
 def _log_choose(n: NDArray[np.float64], k: NDArray[np.float64]) -> NDArray[np.float64]:
-    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)  # type: ignore[no-any-return]
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
 
 
 def fisher_log_lr(n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike,

@@ -85,8 +85,11 @@ async def test_events_in_decision_out_and_bad_events_to_the_dlq(
     # keyed by agent, as docs/events.md recommends: one partition holds an agent's events in order
     records = [(b"support-bot", x, None) for x in lines[:2000]] + bad + \
         [(b"support-bot", x, None) for x in lines[2000:]]
+    # a foreign record on the internal summaries topic is skipped, not fatal
+    await asyncio.to_thread(produce, broker.bootstrap, settings.summaries_topic, [(b"support-bot", b"junk", None)])
     await asyncio.to_thread(produce, broker.bootstrap, settings.topic, records)
     await _until(lambda: bool(decided) and worker.stats.events == len(lines), timeout=90, run=run)
+    assert worker.stats.invalid["bad_summary"] == 1
     # the same decisions as replay, byte for byte, on the decisions topic too
     assert [encode(d) for d in decided] == expected
     on_topic = await asyncio.to_thread(consume, broker.bootstrap, settings.decisions_topic,
