@@ -75,7 +75,9 @@ class EventTimeWindow:
         """Buckets the watermark has passed (all of them with ``flush``), oldest first."""
         limit = math.inf if flush else self.watermark
         ready = sorted(s for s in self.open if s + self.bucket_seconds <= limit)
-        out = [(s, list(self.open.pop(s).values())) for s in ready]
+        # series in a fixed order, not arrival order, so that what follows is the same however the
+        # partials came in (which examples are kept, the order floating-point sums are taken in)
+        out = [(s, [b for _, b in sorted(self.open.pop(s).items())]) for s in ready]
         if ready:
             self.closed_until = max(self.closed_until, ready[-1] + self.bucket_seconds)
         if math.isfinite(limit):
