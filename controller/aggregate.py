@@ -68,7 +68,7 @@ class Partial(msgspec.Struct, array_like=True):
     """One agent's buckets from one poll, with the sender's event-time progress.
 
     ``highs`` maps each source the sender reads to the event time up to which it has read it; a source
-    with nothing left unread reports the sender's newest time, so that it never holds a watermark back.
+    with nothing left unread reports the agent's newest time, so that it never holds the watermark back.
     One poll gives one partial per agent, so its progress is applied only with all of its buckets.
     ``offsets`` maps each source of the poll to its first and last offset, to recognise a replayed poll.
     """
@@ -110,6 +110,7 @@ class Aggregator:
         self._high: dict[str, float] = {}
         self._offsets: dict[str, tuple[int, int]] = {}
         self._last_offset: dict[str, int] = {}  # kept across drains, for add_many's numbering
+        self._agent_high: dict[str, float] = {}  # newest event time of each agent, kept across drains
         self.count = 0
 
     def add(self, event: Event, source: str = "0", offset: int = 0) -> None:
@@ -142,6 +143,8 @@ class Aggregator:
             k = bin_of(x)
             hist[k] = hist.get(k, 0) + 1
             b.sums[m] = b.sums.get(m, 0.0) + x
+        if event.time > self._agent_high.get(agent, -math.inf):
+            self._agent_high[agent] = event.time
         if event.time > self._high.get(source, -math.inf):
             self._high[source] = event.time  # kept across drains: it is how far the source has been read
         lo, hi = self._offsets.get(source, (offset, offset))
@@ -161,17 +164,21 @@ class Aggregator:
         for i, e in enumerate(events):
             self.add(e, source, nxt + i)
 
-    def drain(self, progress: dict[str, float] | None = None) -> list[Partial]:
+    def drain(self, progress: dict[str, float | None] | None = None) -> list[Partial]:
         """The accumulated partials (one per agent), leaving the aggregator empty.
 
-        ``progress`` is the sender's view of its sources (see :class:`Partial`); by default, the newest
-        event time read from each source so far.
+        ``progress`` is the sender's view of its sources (see :class:`Partial`): how far each source with
+        unread events has been read, or None for a source with nothing left unread, which each partial
+        reports at its own agent's newest time (never another agent's: a history replayed for one agent
+        while others run live must not be judged by their clock). By default, the newest event time read
+        from each source so far.
         """
-        highs = dict(self._high) if progress is None else progress
+        base: dict[str, float | None] = dict(self._high) if progress is None else progress
         per: dict[str, list[Bucket]] = {}
         for (agent, *_), b in self._buckets.items():
             per.setdefault(agent, []).append(b)
-        out = [Partial(agent, highs, dict(self._offsets), buckets) for agent, buckets in sorted(per.items())]
+        out = [Partial(agent, {src: self._agent_high[agent] if h is None else h for src, h in base.items()},
+                       dict(self._offsets), buckets) for agent, buckets in sorted(per.items())]
         self._buckets.clear()
         self._offsets.clear()
         return out

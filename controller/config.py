@@ -92,11 +92,11 @@ class Analysis:
     bucket_seconds: int = 1
     """Width of the event-time buckets events are summarised into."""
     allowed_lateness: float = 5.0
-    """Seconds of event time a bucket stays open for late events after the watermark passes it."""
+    """Seconds of event time an event may trail the newest read before its bucket has closed (it is then late)."""
     idle_timeout: float = 60.0
-    """Seconds a source partition may lag the newest one before the watermark stops waiting for it."""
+    """Seconds of event time after which a source partition's last progress report no longer holds the watermark."""
     window: float = 60.0
-    """Seconds of event time in the sliding window shown in decisions and the demo."""
+    """Seconds of event time in the sliding window of ``/api/v1/agents`` and the demo."""
     metrics: tuple[MetricOverride, ...] = ()
     """Metrics to monitor; empty means every metric present in the events, with catalog defaults."""
 

@@ -1,7 +1,7 @@
 """The worker's HTTP endpoints: Prometheus metrics, health, and a read-only view of decisions.
 
 * ``GET /metrics``: Prometheus exposition, read from live state at scrape time by :class:`VigilCollector`;
-* ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups;
+* ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups and state is restored;
 * ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
 * ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts.
 

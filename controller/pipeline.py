@@ -208,13 +208,13 @@ class IngestStage:
                 await producer.stop()
 
 
-    async def _progress(self, consumer: AIOKafkaConsumer, agg: Aggregator) -> dict[str, float]:
-        """How far each assigned partition has been read in event time (see :class:`Partial`)."""
+    async def _progress(self, consumer: AIOKafkaConsumer, agg: Aggregator) -> dict[str, float | None]:
+        """How far each assigned partition with unread events has been read in event time, None for one
+        with nothing unread (see :meth:`Aggregator.drain`)."""
         highs = agg.highs
         if not highs:
             return {}
-        newest = max(highs.values())
-        out: dict[str, float] = {}
+        out: dict[str, float | None] = {}
         assigned = list(consumer.assignment())
         # asked of the broker, not taken from the last fetch: a fetch that returned nothing for a
         # partition says nothing of its backlog
@@ -232,7 +232,7 @@ class IngestStage:
                 # the start of time when nothing of it was read yet
                 out[source] = highs.get(source, 0.0)
             elif source in highs:
-                out[source] = newest
+                out[source] = None
         return out
 
 

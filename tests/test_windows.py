@@ -418,3 +418,22 @@ def test_bins_are_five_percent_wide() -> None:
     assert bin_of(100.0) != bin_of(106.0)
     assert abs(bin_of(1000.0) - bin_of(1000.0 * 1.05)) == 1
     assert bin_of(1e-9) == bin_of(-1e-9) == 0
+
+
+def test_history_of_one_agent_is_not_judged_by_the_clock_of_another() -> None:
+    """One worker reads agent a's history (written faster than real time) and agent b's live traffic;
+    both partitions are caught up after each poll. a's watermark follows a's own events, not b's."""
+    agg = Aggregator()
+    windows = {"a": EventTimeWindow(allowed_lateness=5.0), "b": EventTimeWindow(allowed_lateness=5.0)}
+    offset = 0
+    for poll in range(3):
+        for t in range(poll * 100, poll * 100 + 100):  # a's history, 100 s per poll, in order
+            agg.add(event(float(t), agent="a"), source="0", offset=offset)
+            offset += 1
+        agg.add(event(10_000.0 + poll, agent="b"), source="1", offset=poll)  # b is live, far ahead
+        for p in agg.drain({"0": None, "1": None}):  # nothing left unread on either partition
+            windows[p.agent].add(p)
+            windows[p.agent].close()
+    late = windows["a"].late_events
+    assert late == 0
+    assert windows["a"].watermark == 299.0 - 5.0
