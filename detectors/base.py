@@ -55,6 +55,19 @@ class _Checkpointed:
     """Parameters and variables to and from a JSON-safe dict."""
 
     name: ClassVar[str] = ""
+    #: The observations it takes: "real" numbers, "binary" 0/1 outcomes, non-negative "count"s, "ordinal"
+    #: small integers, or "category" integer codes. The shared contract tests draw streams of this kind.
+    kind: ClassVar[str] = "real"
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        """Constructor arguments for the shared contract tests (as river's detectors have)."""
+        return {}
+
+    @classmethod
+    def _invalid_params(cls) -> list[tuple[dict[str, Any], str]]:
+        """Invalid constructor arguments and the parameter name each ``ValueError`` must mention."""
+        return []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
