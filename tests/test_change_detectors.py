@@ -86,13 +86,30 @@ def test_gaussian_estimated_parameters_keep_the_mean_run_length(direction: str) 
     assert np.all(rl > 30)  # no alarm during the warm-up
 
 
-def test_two_sided_estimated_threshold_is_raised_for_the_mean_error() -> None:
+def test_estimated_thresholds_are_raised_for_the_estimation_error() -> None:
     known = GaussianCUSUM(direction="both", mu=0.0, sigma=1.0, arl=ARL, delta=0.5)
     estimated = GaussianCUSUM(direction="both", arl=ARL, delta=0.5)
-    assert estimated.threshold > known.threshold  # a misplaced mean shortens one side's runs
+    assert estimated.threshold > known.threshold + 2.0  # a misplaced mean shortens one side's runs
     assert_calibrated(run_lengths(estimated, gaussian(), seed=3))
     one_sided = GaussianCUSUM(direction="up", arl=ARL, delta=0.5)
-    assert one_sided.threshold == GaussianCUSUM(direction="up", mu=0.0, sigma=1.0, arl=ARL, delta=0.5).threshold
+    assert one_sided.threshold > GaussianCUSUM(direction="up", mu=0.0, sigma=1.0, arl=ARL, delta=0.5).threshold
+    # the longer the warm-up, the closer to the known-parameter threshold
+    longer = [GaussianCUSUM(direction="both", warmup=w, arl=ARL, delta=0.5).threshold for w in (30, 100, 300)]
+    assert longer[0] > longer[1] > longer[2] > known.threshold
+    assert PageHinkley(warmup=300, arl=ARL).threshold_nats < PageHinkley(arl=ARL).threshold_nats
+
+
+def test_half_the_warmups_give_a_segment_with_the_target_arl() -> None:
+    """The first criterion of the estimated threshold, checked directly: given a warm-up's estimates the
+    segment is a CUSUM of i.i.d. Gaussian increments, whose exact ARL the integral equation gives."""
+    det = GaussianCUSUM(direction="up", arl=ARL)
+    rng = np.random.default_rng(9)
+    warmups = rng.normal(0.0, 1.0, (201, 30))
+    med = np.median(warmups, axis=1)
+    scale = 1.482602218505602 * np.median(np.abs(warmups - med[:, None]), axis=1)
+    h = det.threshold
+    arls = [gaussian_arl(h, -m / s - 0.5, 1.0 / s) for m, s in zip(med, scale, strict=True)]
+    assert np.median(arls) >= 0.9 * ARL  # (201 warm-ups: the median is known to about 10 %)
 
 
 @pytest.mark.parametrize(("p0", "ratio"), [(0.2, 2.0), (0.05, 0.5)])
