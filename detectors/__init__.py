@@ -2,12 +2,15 @@
 
 from detectors.alpha import AlphaBudget
 from detectors.bernoulli import BernoulliTest
+from detectors.bocpd import BOCPD
 from detectors.categorical import CategoricalTest
 from detectors.cusum import BernoulliCUSUM, GaussianCUSUM
 from detectors.exceedance import OrdinalExceedanceTest, QuantileExceedanceTest
 from detectors.mixture_fisher import MixtureFisherTest, fisher_log_lr
 from detectors.page_hinkley import PageHinkley
 from detectors.poisson import PoissonRateTest
+from detectors.robust_shift import RobustShift
 
-__all__ = ["AlphaBudget", "BernoulliCUSUM", "BernoulliTest", "CategoricalTest", "GaussianCUSUM", "MixtureFisherTest",
-           "OrdinalExceedanceTest", "PageHinkley", "PoissonRateTest", "QuantileExceedanceTest", "fisher_log_lr"]
+__all__ = ["BOCPD", "AlphaBudget", "BernoulliCUSUM", "BernoulliTest", "CategoricalTest", "GaussianCUSUM",
+           "MixtureFisherTest", "OrdinalExceedanceTest", "PageHinkley", "PoissonRateTest", "QuantileExceedanceTest",
+           "RobustShift", "fisher_log_lr"]

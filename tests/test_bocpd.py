@@ -1,0 +1,136 @@
+"""BOCPD: the run-length posterior against a plain implementation of Adams & MacKay, the truncation, the
+calibrated ARL, invariance and detection of mean and variance changes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from detectors.bocpd import ALPHA0, BETA0, BOCPD, CALIBRATION, KAPPA0, threshold_for_arl
+
+
+def reference_posteriors(zs: np.ndarray, hazard: float) -> list[np.ndarray]:
+    """Exact, untruncated BOCPD, written out plainly: ``out[t][n - 1] = P(the run holds n observations)``."""
+
+    def updated(p: tuple[float, float, float, float], x: float) -> tuple[float, float, float, float]:
+        mu, kappa, alpha, beta = p
+        return ((kappa * mu + x) / (kappa + 1), kappa + 1, alpha + 0.5,
+                beta + kappa * (x - mu) ** 2 / (2 * (kappa + 1)))
+
+    def density(p: tuple[float, float, float, float], x: float) -> float:
+        mu, kappa, alpha, beta = p
+        return float(stats.t.pdf(x, df=2 * alpha, loc=mu, scale=math.sqrt(beta * (kappa + 1) / (alpha * kappa))))
+
+    prior = (0.0, KAPPA0, ALPHA0, BETA0)
+    runs = [updated(prior, zs[0])]
+    probs = np.array([1.0])
+    out = [probs]
+    for x in zs[1:]:
+        grow = probs * np.array([density(p, x) for p in runs]) * (1 - hazard)
+        new = np.concatenate([[hazard * density(prior, x)], grow])
+        probs = new / new.sum()
+        runs = [updated(prior, x)] + [updated(p, x) for p in runs]
+        out.append(probs)
+    return out
+
+
+def test_posterior_equals_the_plain_recursion() -> None:
+    rng = np.random.default_rng(4)
+    xs = np.concatenate([rng.normal(5, 2, 60), rng.normal(9, 1, 40)])
+    det = BOCPD(max_run_length=150, warmup=20, window=5, expected_run_length=50, threshold=0.999999)
+    zs = None
+    for t, x in enumerate(xs):
+        det.update(float(x))
+        if t + 1 < det.warmup:
+            continue
+        if zs is None:
+            zs = (xs - det._loc) / det._scale
+            ref = reference_posteriors(zs, 1 / 50)
+        assert det._p is not None
+        np.testing.assert_allclose(det._p[0, :t + 1], ref[t], rtol=1e-9, atol=1e-14)
+        assert det._p[0, t + 1:].sum() == 0.0
+        assert det.statistic == pytest.approx(ref[t][:det.window].sum(), rel=1e-9)
+
+
+def test_truncation_folds_the_mass_into_the_last_run_length() -> None:
+    rng = np.random.default_rng(5)
+    xs = rng.normal(0, 1, 400)
+    small, big = BOCPD(max_run_length=30, threshold=0.999999), BOCPD(max_run_length=399, threshold=0.999999)
+    diffs = []
+    for x in xs:
+        small.update(float(x))
+        big.update(float(x))
+        if small._p is not None and big._p is not None:
+            assert small._p.sum() == pytest.approx(1.0)
+            diffs.append(abs(small.statistic - big.statistic))
+    assert small._p is not None and big._p is not None
+    # the last slot holds the long runs' mass: "30 or more" against the untruncated tail
+    assert small._p[0, -1] == pytest.approx(big._p[0, 29:].sum(), abs=0.05)
+    assert small._p[0, -1] > 0.5
+    assert max(diffs) < 0.05  # the alarm statistic hardly notices the truncation
+
+
+def first_alarms(streams: list[np.ndarray], arl: float) -> np.ndarray:
+    out = []
+    for xs in streams:
+        det = BOCPD(arl=arl)
+        for start in range(0, len(xs), 200):
+            alarms = det.update_many(xs[start:start + 200])
+            if len(alarms):
+                out.append(start + int(alarms[0]) + 1)
+                break
+        else:
+            out.append(len(xs) + 1)
+    return np.asarray(out)
+
+
+def test_arl_on_normal_streams_is_the_target() -> None:
+    rng = np.random.default_rng(2026)
+    streams = [rng.normal(rng.uniform(-100, 100), rng.uniform(0.01, 100), 3000) for _ in range(200)]
+    t = first_alarms(streams, 300.0)
+    assert (t > 3000).mean() < 0.02
+    assert 240 < t.mean() < 375, t.mean()  # ~exponential: standard error ~ 300 / sqrt(200) = 21
+
+
+def test_affine_invariance() -> None:
+    rng = np.random.default_rng(8)
+    xs = np.concatenate([rng.normal(0, 1, 300), rng.normal(2.5, 1, 100), rng.normal(2.5, 4, 200)])
+    base = [int(i) for i in BOCPD(arl=1000).update_many(xs)]
+    assert base
+    assert [int(i) for i in BOCPD(arl=1000).update_many(250.0 + 8.0 * xs)] == base
+
+
+@pytest.mark.parametrize(("after", "within"), [((3.0, 1.0), 8), ((-2.0, 1.0), 15), ((0.0, 6.0), 15)])
+def test_detects_changes_of_mean_and_variance(after: tuple[float, float], within: int) -> None:
+    hits = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        xs = np.concatenate([rng.normal(10, 1, 300), rng.normal(10 + after[0], after[1], 100)])
+        alarms = BOCPD().update_many(xs)
+        hits += any(300 <= a < 300 + within for a in alarms) and not any(a < 300 for a in alarms)
+    assert hits >= 17
+
+
+def test_threshold_table() -> None:
+    arls = [a for a, _ in CALIBRATION]
+    assert arls == sorted(arls) and [y for _, y in CALIBRATION] == sorted(y for _, y in CALIBRATION)
+    for a, y in CALIBRATION:
+        assert threshold_for_arl(a) == pytest.approx(1 / (1 + math.exp(-y)))
+    assert 0 < threshold_for_arl(150) < threshold_for_arl(10_000) < threshold_for_arl(1e7) < 1
+    assert BOCPD(arl=5000).threshold == pytest.approx(threshold_for_arl(5000))
+    assert BOCPD(threshold=0.9).threshold == 0.9
+
+
+def test_no_alarm_during_the_warmup_and_a_restart_after_an_alarm() -> None:
+    rng = np.random.default_rng(6)
+    xs = np.concatenate([rng.normal(0, 1, 100), rng.normal(20, 1, 100)])
+    det = BOCPD(warmup=30)
+    alarms = [int(i) for i in det.update_many(xs)]
+    assert alarms[0] == 100
+    # the restart: the next 30 observations are a fresh warm-up, standardized afresh
+    assert all(not 100 < a <= 130 for a in alarms)
+    assert det.n == len(xs) - 1 - alarms[-1] and det.n >= 30 and len(alarms) == 1
+    assert det._loc == pytest.approx(20, abs=1)
