@@ -86,7 +86,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from controller import simulate
+    from controller import detect, simulate
 
     parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_replay)
 
     simulate.register(sub)
+    detect.register(sub)
 
     p = sub.add_parser("run", help="the live worker: Kafka in, decisions and cluster actions out")
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: start the "
