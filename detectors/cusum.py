@@ -597,6 +597,20 @@ class _Cusum(ChangeDetector):
     def _advance(self, k: int) -> None:
         """The first ``k`` observations of the last filled block were consumed."""
 
+    def _first_alarm_rows(self, q: I64, w: int) -> NDArray[np.intp]:
+        """Index of each row's first alarm, given its quantized terms ``q`` after a warm-up of ``w``
+        (-1 for none): the earliest over the watched sides."""
+        rows, cols = q.shape
+        h = self._h_int()
+        first = np.full(rows, -1, dtype=np.intp)
+        z = np.empty((rows, cols + 1), dtype=np.int64)
+        for side, on in ((1, self._up), (-1, self._down)):
+            if on:
+                np.subtract(side * q, self._cu if side > 0 else self._cd, out=z[:, 1:])
+                f = _first_rows(z, h)
+                first = np.where((first < 0) | ((f >= 0) & (f < first)), f, first)
+        return np.where(first >= 0, first + w, -1).astype(np.intp)
+
     def _h_int(self) -> int:
         return math.ceil(self._h * SCALE) if math.isfinite(self._h) else 1 << 62
 
@@ -1007,15 +1021,7 @@ class GaussianCUSUM(_Cusum):
         a = (self._delta / sigma * SCALE)[:, None]
         q = np.empty((rows, cols - w), dtype=np.int64)
         _quantize((x[:, w:] - mu[:, None]) * a, q)
-        h = self._h_int()
-        first = np.full(rows, -1, dtype=np.intp)
-        z = np.empty((rows, cols - w + 1), dtype=np.int64)
-        for side, on in ((1, self._up), (-1, self._down)):
-            if on:
-                np.subtract(side * q, self._cu if side > 0 else self._cd, out=z[:, 1:])
-                f = _first_rows(z, h)
-                first = np.where((first < 0) | ((f >= 0) & (f < first)), f, first)
-        return np.where(first >= 0, first + w, -1).astype(np.intp)
+        return self._first_alarm_rows(q, w)
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:

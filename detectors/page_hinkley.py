@@ -35,7 +35,6 @@ from detectors.cusum import (
     _check_direction,
     _check_warmup,
     _Cusum,
-    _first_rows,
     _gaussian_threshold_est,
     _q1,
     _quantize,
@@ -234,14 +233,7 @@ class PageHinkley(_Cusum):
         tp = np.arange(w, cols, dtype=np.float64)
         q = np.empty((rows, cols - w), dtype=np.int64)
         _quantize((x[:, w:] - cs[:, w - 1:cols - 1] / tp) * np.sqrt(tp / (tp + 1.0)) * a, q)
-        first = np.full(rows, -1, dtype=np.intp)
-        z = np.empty((rows, cols - w + 1), dtype=np.int64)
-        for side, on in ((1, self._up), (-1, self._down)):
-            if on:
-                np.subtract(side * q, self._cu if side > 0 else self._cd, out=z[:, 1:])
-                f = _first_rows(z, self._h_int())
-                first = np.where((first < 0) | ((f >= 0) & (f < first)), f, first)
-        return np.where(first >= 0, first + w, -1).astype(np.intp)
+        return self._first_alarm_rows(q, w)
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
