@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import pytest
 
 from controller.broker import EmbeddedBroker
@@ -25,6 +26,22 @@ def unique() -> Callable[[str], str]:
     """Names that no other test uses (topics, groups), so tests share the broker safely."""
     run = uuid.uuid4().hex[:6]
     return lambda prefix: f"{prefix}-{run}-{next(_counter)}"
+
+
+def first_alarm_times(make: Callable[[], object], streams: list, block: int = 1000) -> np.ndarray:
+    """Run length to the first alarm of a fresh change detector on each stream (its length + 1 without one),
+    fed in blocks so that a stream stops at its first alarm."""
+    out = []
+    for xs in streams:
+        det = make()
+        for start in range(0, len(xs), block):
+            alarms = det.update_many(xs[start:start + block])  # type: ignore[attr-defined]
+            if len(alarms):
+                out.append(start + int(alarms[0]) + 1)
+                break
+        else:
+            out.append(len(xs) + 1)
+    return np.asarray(out)
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None, list | None]]) -> int:

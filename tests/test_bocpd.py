@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from detectors.bocpd import ALPHA0, BETA0, BOCPD, CALIBRATION, KAPPA0, threshold_for_arl
+from tests.conftest import first_alarm_times
 
 
 def reference_posteriors(zs: np.ndarray, hazard: float) -> list[np.ndarray]:
@@ -74,17 +75,7 @@ def test_truncation_folds_the_mass_into_the_last_run_length() -> None:
 
 
 def first_alarms(streams: list[np.ndarray], arl: float) -> np.ndarray:
-    out = []
-    for xs in streams:
-        det = BOCPD(arl=arl)
-        for start in range(0, len(xs), 200):
-            alarms = det.update_many(xs[start:start + 200])
-            if len(alarms):
-                out.append(start + int(alarms[0]) + 1)
-                break
-        else:
-            out.append(len(xs) + 1)
-    return np.asarray(out)
+    return first_alarm_times(lambda: BOCPD(arl=arl), streams, block=200)
 
 
 def test_arl_on_normal_streams_is_the_target() -> None:

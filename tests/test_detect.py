@@ -14,6 +14,7 @@ import pytest
 from controller.cli import main
 from controller.detect import DEFAULT_DETECTOR, read_series
 from detectors.robust_shift import RobustShift, floor_for_arl
+from tests.conftest import first_alarm_times
 
 VIGIL = [sys.executable, "-m", "controller.cli"]
 SHIFT = 400
@@ -124,18 +125,7 @@ def test_the_command_line_end_to_end(shifted: Path) -> None:
 
 
 def first_alarms(streams: list[np.ndarray], arl: float) -> np.ndarray:
-    """Run length to the first alarm of a fresh detector on each stream (its length + 1 without one)."""
-    out = []
-    for xs in streams:
-        det = RobustShift(arl=arl)
-        for start in range(0, len(xs), 1000):  # in blocks, to stop at the first alarm
-            alarms = det.update_many(xs[start:start + 1000])
-            if len(alarms):
-                out.append(start + int(alarms[0]) + 1)
-                break
-        else:
-            out.append(len(xs) + 1)
-    return np.asarray(out)
+    return first_alarm_times(lambda: RobustShift(arl=arl), streams, block=1000)
 
 
 def test_robust_shift_arl_on_normal_streams_is_the_target() -> None:
