@@ -115,6 +115,42 @@ def test_update_many_equals_repeated_update(name: str, seed: int, n: int, cut: f
     same_state(one, many)
 
 
+def long_stream(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    """A long stream with a change every fifth of the way (level and scale for real values)."""
+    parts = []
+    for i, size in enumerate(np.diff(np.linspace(0, n, 6).astype(int))):
+        xs = stream(kind, rng, int(size))
+        parts.append(xs * (1.0 + i % 2) + 2.0 * i if kind == "real" else xs)
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_many_equals_repeated_update_on_a_long_stream(name: str) -> None:
+    """Long chunks take the vectorized kernels that short ones never reach (column layouts, dense-alarm
+    runs, block doubling); chunk edges fall at arbitrary places, one chunk far longer than the others."""
+    rng = np.random.default_rng(11)
+    one, many = make(name), make(name)
+    two_sample = isinstance(one, TwoSampleTest)
+    n = 10_000 if two_sample else 30_000  # the per-observation path of the two-sample tests is the slow one
+    labels = rng.random(n) < 0.3
+    kind = REGISTRY[name].kind
+    xs = long_stream(kind, rng, n)
+    if two_sample:
+        xs[n // 2:] = shifted(kind, xs[n // 2:], labels[n // 2:], rng)
+    expected = feed(one, xs, labels, many=False)
+    got: list[int] = []
+    cuts = [0, 137, n * 2 // 3 + 137, n * 2 // 3 + 200, n]
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        alarms = feed(many, xs[a:b], labels[a:b], many=True)
+        got = got + [i + a for i in alarms] if isinstance(one, ChangeDetector) else alarms
+    if isinstance(one, ChangeDetector):
+        assert got == expected
+        assert expected, "the changes in the stream must raise alarms"
+    else:
+        assert got == expected == [1], "the shifted canary must be caught within the stream"
+    same_state(one, many)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_resumes_identically(name: str) -> None:
     rng = np.random.default_rng(3)
