@@ -1,15 +1,15 @@
 """Calibrate :class:`detectors.bocpd.BOCPD`'s threshold to a target ARL, by simulation; prints the table.
 
 Run: ``/tmp/probe-venv/bin/python benchmarks/calibrate_bocpd.py [--streams 4000] [--length 40000]``
-(about 6 minutes on 2 cores at the defaults), then paste the printed ``CALIBRATION`` into
+(about 7 minutes on 2 free cores at the defaults), then paste the printed ``CALIBRATION`` into
 ``detectors/bocpd.py``. With ``--detector robust_shift`` it calibrates
 :class:`detectors.robust_shift.RobustShift`'s ``floor`` instead (see :func:`robust_shift_table`).
 
 The detector is invariant to ``x -> a x + b`` (``a > 0``: it standardizes by the warm-up's median and MAD),
 so standard normal streams stand for every in-control normal stream. Each of ``--streams`` independent
-streams runs the detector's own recursion (:class:`detectors.bocpd._Model`, many streams at once) for
-``--length`` observations, and records for a grid of thresholds (logits of the probability) the first
-observation at which the statistic reaches each one: after an alarm the detector restarts afresh, so the
+streams runs the detector's own recursion (its warm-up, then the kernel of ``update_many``) for ``--length``
+observations, and records for a grid of thresholds (logits of the probability) the first observation at
+which the statistic reaches each one: after an alarm the detector restarts afresh, so the
 first-passage time of a fresh detector is the run length between alarms. The ARL of a threshold is the
 mean first-passage time over the streams; streams with no alarm within ``--length`` are censored, and
 handled by the exponential-tail estimate ``warmup + (total time past the warm-up) / (number of alarms)``,
@@ -29,32 +29,44 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from detectors.bocpd import BOCPD, _Model, robust_location_scale
+from detectors.bocpd import BOCPD
 
 TARGETS = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
 GRID = np.round(np.arange(-14.0, 8.0001, 0.25), 2)  # logits of the threshold
 
 
-def first_passages(streams: int, length: int, seed: int) -> np.ndarray:
-    """``(streams, len(GRID))`` first-passage times (observations, warm-up included); ``length + 1`` if none."""
-    d = BOCPD()
-    model = _Model(d.max_run_length, 1.0 / d.expected_run_length)
+def first_passages(streams: int, length: int, seed: int, chunk: int = 2000) -> np.ndarray:
+    """``(streams, len(GRID))`` first-passage times (observations, warm-up included); ``length + 1`` if none.
+
+    Each stream is a detector fed its warm-up, then the detector's own kernel (the one behind ``update`` and
+    ``update_many``) with no alarm, ``chunk`` observations at a time, recording the statistic of each; the
+    first passage of a threshold is the first observation whose statistic reaches it. The streams draw their
+    observations from one generator, time step by time step across the streams.
+    """
+    w = BOCPD().warmup
     rng = np.random.default_rng(seed)
     thresholds = 1.0 / (1.0 + np.exp(-GRID))
     out = np.full((streams, GRID.size), length + 1, dtype=np.int64)
-    warm = rng.standard_normal((streams, d.warmup))
-    loc = np.empty(streams)
-    scale = np.empty(streams)
-    for i in range(streams):  # the detector's standardization, stream by stream
-        loc[i], scale[i] = robust_location_scale(warm[i])
-    z = (warm - loc[:, None]) / scale[:, None]
-    p, mu, beta = model.start(z[:, 0])
-    for t in range(1, length):
-        zt = z[:, t] if t < d.warmup else (rng.standard_normal(streams) - loc) / scale
-        p, mu, beta, stat = model.step(p, mu, beta, t, zt, d.window)
-        if t >= d.warmup:  # observation t + 1 (1-based) can alarm
-            hit = (stat[:, None] >= thresholds[None, :]) & (out > length)
-            out[hit] = t + 1
+    warm = rng.standard_normal((streams, w))
+    dets = []
+    for row in warm:
+        det = BOCPD()
+        det.update_many(row)  # the warm-up: the standardization, and the recursion over it (no alarm)
+        dets.append(det)
+    peak = np.zeros(streams)  # the largest statistic so far after the warm-up
+    stats = np.empty(chunk)
+    for start in range(w, length, chunk):
+        n = min(chunk, length - start)
+        xs = rng.standard_normal((n, streams))
+        for i, det in enumerate(dets):
+            s = stats[:n]
+            det._run.run(np.ascontiguousarray(xs[:, i]), det._loc, det._scale, math.inf, s)
+            high = np.maximum(np.maximum.accumulate(s), peak[i])
+            peak[i] = high[-1]
+            todo = np.flatnonzero(out[i] > length)
+            pos = np.searchsorted(high, thresholds[todo])  # the first observation of the chunk reaching each
+            hit = pos < n
+            out[i, todo[hit]] = start + pos[hit] + 1
     return out
 
 

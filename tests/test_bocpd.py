@@ -1,8 +1,9 @@
-"""BOCPD: the run-length posterior against a plain implementation of Adams & MacKay, the truncation, the
-calibrated ARL, invariance and detection of mean and variance changes."""
+"""BOCPD: the run-length posterior against a plain implementation of Adams & MacKay, the truncation, the one
+kernel of update and update_many, the calibrated ARL, invariance and detection of mean and variance changes."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -50,9 +51,10 @@ def test_posterior_equals_the_plain_recursion() -> None:
         if zs is None:
             zs = (xs - det._loc) / det._scale
             ref = reference_posteriors(zs, 1 / 50)
-        assert det._p is not None
-        np.testing.assert_allclose(det._p[0, :t + 1], ref[t], rtol=1e-9, atol=1e-14)
-        assert det._p[0, t + 1:].sum() == 0.0
+        post = det._posterior()
+        assert post is not None
+        np.testing.assert_allclose(post[:t + 1], ref[t], rtol=1e-9, atol=1e-14)
+        assert post[t + 1:].sum() == 0.0
         assert det.statistic == pytest.approx(ref[t][:det.window].sum(), rel=1e-9)
 
 
@@ -64,14 +66,40 @@ def test_truncation_folds_the_mass_into_the_last_run_length() -> None:
     for x in xs:
         small.update(float(x))
         big.update(float(x))
-        if small._p is not None and big._p is not None:
-            assert small._p.sum() == pytest.approx(1.0)
+        if small._posterior() is not None:
             diffs.append(abs(small.statistic - big.statistic))
-    assert small._p is not None and big._p is not None
+    p_small, p_big = small._posterior(), big._posterior()
+    assert p_small is not None and p_big is not None
+    assert p_small.sum() == pytest.approx(1.0)
     # the last slot holds the long runs' mass: "30 or more" against the untruncated tail
-    assert small._p[0, -1] == pytest.approx(big._p[0, 29:].sum(), abs=0.05)
-    assert small._p[0, -1] > 0.5
+    assert p_small[-1] == pytest.approx(p_big[29:].sum(), abs=0.05)
+    assert p_small[-1] > 0.5
     assert max(diffs) < 0.05  # the alarm statistic hardly notices the truncation
+
+
+def test_update_many_is_repeated_update_to_the_last_bit() -> None:
+    """One kernel behind both: the same statistics and checkpoint, exactly, through the folding of the long
+    runs (past 200), the rescaling of the weights, the re-basing of the running sums (every 1,024) and a
+    restart, whatever the chunks."""
+    rng = np.random.default_rng(12)
+    xs = np.concatenate([rng.normal(3, 2, 2600), rng.normal(9, 2, 300)])
+    one, many = BOCPD(arl=1e6), BOCPD(arl=1e6)
+    stats, expected = [], []
+    for i, x in enumerate(xs):
+        if one.update(float(x)):
+            expected.append(i)
+        stats.append(one.statistic)
+    assert expected and expected[0] >= 2600
+    got: list[int] = []
+    a = 0
+    for b in [*np.cumsum(rng.integers(1, 300, 40)).tolist(), len(xs)]:
+        b = min(b, len(xs))
+        if b > a:
+            got += [a + int(j) for j in many.update_many(xs[a:b])]
+            assert many.statistic == stats[b - 1]
+            a = b
+    assert got == expected
+    assert json.dumps(many.to_state()) == json.dumps(one.to_state())
 
 
 def first_alarms(streams: list[np.ndarray], arl: float) -> np.ndarray:
