@@ -2,6 +2,9 @@
 
 The raw event path is the hot one, so it only counts: per (agent, version, track, channel, second) it
 keeps trials and harmful outcomes per rate metric, and a sparse log-spaced histogram per value metric.
+For an agent whose rollout segments its tests by tenant, the tenant is part of the series too (cut to
+:data:`MAX_TENANT_CHARS`, and only the first ``maxSegments`` tenants seen by this process are kept apart,
+the others pooled as ``other``), so the state per second stays bounded; nothing else of an event is kept.
 A :class:`Partial` carries one agent's buckets from one poll (of any number of source partitions),
 with the event-time progress of every source the sender reads, to the stateful stage keyed by agent.
 """
@@ -10,14 +13,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from controller.config import Rollout
 from controller.events import Event
 from controller.metrics import CATALOG, observe
 
-__all__ = ["Bucket", "Partial", "Aggregator", "bin_of", "bin_value", "merge_bucket"]
+__all__ = ["MAX_TENANT_CHARS", "OTHER", "Bucket", "Partial", "Aggregator", "bin_of", "bin_value", "merge_bucket",
+           "tenant_caps"]
 
 # Values are binned on a log scale with 5% steps (symmetric for negatives, one bin for |x| < 1e-6):
 # fine enough for quantile thresholds, coarse enough that a bucket stays a few dozen integers.
@@ -27,6 +32,10 @@ _LOG_EPS = math.log(_EPS)
 MAX_EXAMPLES = 3
 # rate metrics whose counted outcome is the good one (resolutions): their examples are the misses
 _LOWER_IS_WORSE = frozenset(s.name for s in CATALOG.values() if s.kind == "rate" and s.direction == "decrease")
+#: Characters of a tenant name kept: a tenant is an identifier, and an unbounded one would be a memory hole.
+MAX_TENANT_CHARS = 64
+#: The segment that pools the values of a dimension beyond the first ``maxSegments``.
+OTHER = "other"
 
 
 def bin_of(x: float) -> int:
@@ -62,6 +71,8 @@ class Bucket(msgspec.Struct, array_like=True):
     values: dict[str, dict[int, int]] = msgspec.field(default_factory=dict)  # metric -> {bin: count}
     sums: dict[str, float] = msgspec.field(default_factory=dict)  # metric -> sum of values
     examples: dict[str, list[str]] = msgspec.field(default_factory=dict)  # metric -> conversation ids
+    # last, with a default, so that a bucket encoded before tenants were kept still decodes
+    tenant: str = ""  # "" unless the agent's rollout segments by tenant
 
 
 class Partial(msgspec.Struct, array_like=True):
@@ -99,14 +110,27 @@ def merge_bucket(into: Bucket, other: Bucket) -> None:
         into.examples[m] = sorted(set(into.examples.get(m, ())) | set(ids))[:MAX_EXAMPLES]
 
 
-class Aggregator:
-    """Accumulates events of one poll into per-agent buckets; :meth:`drain` hands them out as partials."""
+def tenant_caps(rollouts: Iterable[Rollout]) -> dict[str, int]:
+    """Agents whose rollout segments by tenant, with how many tenants each keeps apart (``maxSegments``)."""
+    return {r.agent: r.analysis.max_segments for r in rollouts if r.agent and "tenant" in r.analysis.segments}
 
-    def __init__(self, bucket_seconds: int = 1) -> None:
+
+class Aggregator:
+    """Accumulates events of one poll into per-agent buckets; :meth:`drain` hands them out as partials.
+
+    ``tenants`` maps the agents whose buckets are split by tenant to the number of tenants kept apart
+    (see :func:`tenant_caps`); the tenant of any other agent's events is never read.
+    """
+
+    def __init__(self, bucket_seconds: int = 1, tenants: Mapping[str, int] | None = None) -> None:
         if bucket_seconds < 1:
             raise ValueError(f"bucket_seconds must be >= 1, got {bucket_seconds!r}")
         self.bucket_seconds = bucket_seconds
-        self._buckets: dict[tuple[str, str, str, str, int], Bucket] = {}
+        self.tenant_caps = dict(tenants or {})
+        # the first tenants seen per agent, kept across drains: a tenant keeps its series for the life of the
+        # process (the analysis makes its own, checkpointed, choice of the tenants it tests apart)
+        self._tenants: dict[str, set[str]] = {}
+        self._buckets: dict[tuple[str, str, str, str, str, int], Bucket] = {}
         self._high: dict[str, float] = {}
         self._offsets: dict[str, tuple[int, int]] = {}
         self._last_offset: dict[str, int] = {}  # kept across drains, for add_many's numbering
@@ -117,10 +141,11 @@ class Aggregator:
         d = event.data
         agent = d.agent or ""
         start = int(event.time // self.bucket_seconds) * self.bucket_seconds
-        key = (agent, d.version or "", d.track or "", d.channel or "other", start)
+        tenant = self._tenant(agent, d.tenant) if self.tenant_caps else ""
+        key = (agent, d.version or "", d.track or "", d.channel or "other", tenant, start)
         b = self._buckets.get(key)
         if b is None:
-            b = self._buckets[key] = Bucket(key[1], key[2], key[3], start)
+            b = self._buckets[key] = Bucket(key[1], key[2], key[3], start, tenant=tenant)
         b.n += 1
         rates, values = observe(d)
         conv = d.conversation_id
@@ -152,6 +177,19 @@ class Aggregator:
         if offset > self._last_offset.get(source, -1):
             self._last_offset[source] = offset
         self.count += 1
+
+    def _tenant(self, agent: str, raw: str | None) -> str:
+        cap = self.tenant_caps.get(agent)
+        if cap is None or not raw:
+            return ""
+        tenant = raw[:MAX_TENANT_CHARS]
+        seen = self._tenants.setdefault(agent, set())
+        if tenant in seen or tenant == OTHER:
+            return tenant
+        if len(seen) < cap:
+            seen.add(tenant)
+            return tenant
+        return OTHER
 
     @property
     def highs(self) -> dict[str, float]:

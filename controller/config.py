@@ -14,11 +14,16 @@ import yaml
 
 from controller.metrics import spec_for
 
-__all__ = ["API_VERSION", "Analysis", "ConfigError", "MetricOverride", "Rollout", "Step", "Workload",
-           "load_rollouts", "parse_duration", "parse_rollout"]
+__all__ = ["API_VERSION", "MAX_SEGMENTS_LIMIT", "NOTIFY_ACTIONS", "ROUTERS", "SEGMENT_DIMENSIONS", "Analysis",
+           "ConfigError", "MetricOverride", "Notification", "RollbackPolicy", "Rollout", "SecretRef", "Step", "Traffic",
+           "Workload", "load_rollouts", "parse_duration", "parse_rollout"]
 
 API_VERSION = "vigil.dev/v1alpha1"
 KIND = "AgentRollout"
+#: What ``spec.analysis.segments`` may split the tests by (event fields ``channel`` and ``tenant``).
+SEGMENT_DIMENSIONS = ("channel", "tenant")
+#: The largest ``spec.analysis.maxSegments``: it bounds the state kept per rollout, so it is bounded itself.
+MAX_SEGMENTS_LIMIT = 1000
 
 
 class ConfigError(ValueError):
@@ -58,7 +63,9 @@ class Workload:
     version: str
     """The agent version this side runs (matched against the events' ``version``)."""
     deployment: str | None = None
-    """The Kubernetes Deployment serving it, when the cluster backend needs one."""
+    """The Kubernetes Deployment serving it (the same on both sides: the version is rolled out in place)."""
+    service: str | None = None
+    """The Service in front of it (HTTPRoute backendRef or VirtualService host); default the Deployment's name."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,54 @@ class Analysis:
     """Seconds of event time in the sliding window of ``/api/v1/agents`` and the demo."""
     metrics: tuple[MetricOverride, ...] = ()
     """Metrics to monitor; empty means every metric present in the events, with catalog defaults."""
+    segments: tuple[str, ...] = ()
+    """Dimensions (``channel``, ``tenant``) whose every value also gets its own test of each metric; empty: none."""
+    max_segments: int = 20
+    """Values of a segment dimension tested on their own; values seen after the first ones are pooled as ``other``."""
+
+
+ROUTERS = ("gatewayAPI", "istio", "replicas", "none")
+NOTIFY_ACTIONS = ("rollback", "alert", "promote", "set_weight")
+
+
+@dataclass(frozen=True)
+class Traffic:
+    router: str = "none"
+    """``gatewayAPI`` (HTTPRoute weights), ``istio`` (VirtualService weights), ``replicas`` or ``none``."""
+    name: str | None = None
+    """The HTTPRoute or VirtualService to weight, in the rollout's namespace (gatewayAPI and istio)."""
+    route: str | None = None
+    """Istio: the name of the http route to weight; default every route that has both destinations."""
+    replicas: int | None = None
+    """Replica ratio: the total replicas split between the two Deployments; default their current total."""
+
+
+@dataclass(frozen=True)
+class RollbackPolicy:
+    scale_canary_to_zero: bool = True
+    """On rollback, scale the canary to zero (true) or keep it warm with no traffic (false)."""
+    cooldown: float = 300.0
+    """Seconds after a rollback during which a new rollback of the same agent only alerts (no flapping)."""
+    max_actions: int = 10
+    """Rollbacks vigil may carry out for this resource; beyond, it alerts and marks the rollout Paused."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    """A Secret in the rollout's namespace."""
+    key: str
+    """The key of the Secret holding the value."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    webhook: str
+    """An http(s) URL that receives each decision as a JSON POST."""
+    actions: tuple[str, ...] = ("rollback", "alert", "promote")
+    """Which decisions to send: ``rollback``, ``alert``, ``promote``, ``set_weight``."""
+    secret_ref: SecretRef | None = None
+    """A bearer token for the webhook, from a Secret."""
 
 
 @dataclass(frozen=True)
@@ -113,10 +168,22 @@ class Rollout:
     """Traffic steps; empty means watch only: roll back on harm, never promote."""
     analysis: Analysis = field(default_factory=Analysis)
     """How the canary is judged."""
-    scale_canary_to_zero: bool = True
-    """On rollback, scale the canary to zero (true) or keep it warm with no traffic (false)."""
+    traffic: Traffic = field(default_factory=Traffic)
+    """How traffic is split between the two versions on the cluster."""
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    """What a rollback does, and how often vigil may do it."""
+    paused: bool = False
+    """Hold the steps where they are (vigil still judges, and still rolls back on harm)."""
+    notifications: tuple[Notification, ...] = ()
+    """Where decisions are sent besides the resource's status, its Events and the decisions topic."""
     name: str | None = None
     """``metadata.name`` of the resource."""
+    namespace: str | None = None
+    """``metadata.namespace`` of the resource (where its Deployments and routes live)."""
+
+    @property
+    def scale_canary_to_zero(self) -> bool:
+        return self.rollback.scale_canary_to_zero
 
 
 def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
@@ -134,12 +201,98 @@ def _unknown(obj: dict[str, Any], allowed: set[str], path: str) -> None:
 
 def _workload(obj: Any, path: str) -> Workload:
     _expect(obj, dict, path)
-    _unknown(obj, {"version", "deployment"}, path)
+    _unknown(obj, {"version", "deployment", "service"}, path)
     version = _expect(obj.get("version"), str, f"{path}.version")
     if not version:
         raise ConfigError(f"{path}.version", "must not be empty")
-    dep = obj.get("deployment")
-    return Workload(version, _expect(dep, str, f"{path}.deployment") if dep is not None else None)
+    return Workload(version, _name(obj.get("deployment"), f"{path}.deployment"),
+                    _name(obj.get("service"), f"{path}.service"))
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def _name(obj: Any, path: str) -> str | None:
+    """An optional Kubernetes object name (RFC 1123)."""
+    if obj is None:
+        return None
+    v = _expect(obj, str, path)
+    if len(v) > 253 or not _DNS_LABEL.match(v):
+        raise ConfigError(path, f"not a valid Kubernetes name: {v!r}")
+    return str(v)
+
+
+def _traffic(obj: Any, path: str, stable: Workload, canary: Workload) -> Traffic:
+    _expect(obj, dict, path)
+    _unknown(obj, {"router", "name", "route", "replicas"}, path)
+    router = _expect(obj.get("router", "none"), str, f"{path}.router")
+    if router not in ROUTERS:
+        raise ConfigError(f"{path}.router", f"must be one of {', '.join(ROUTERS)}, got {router!r}")
+    name = _name(obj.get("name"), f"{path}.name")
+    if router in ("gatewayAPI", "istio") and name is None:
+        kind = "HTTPRoute" if router == "gatewayAPI" else "VirtualService"
+        raise ConfigError(f"{path}.name", f"required with router {router} (the {kind} to weight)")
+    route = obj.get("route")
+    if route is not None:
+        _expect(route, str, f"{path}.route")
+        if router != "istio":
+            raise ConfigError(f"{path}.route", "only the istio router has named http routes")
+    replicas = obj.get("replicas")
+    if replicas is not None:
+        replicas = _positive_int(replicas, f"{path}.replicas")
+        if router != "replicas":
+            raise ConfigError(f"{path}.replicas", "only the replicas router splits a replica total")
+    if router == "replicas":
+        for side, w in (("stable", stable), ("canary", canary)):
+            if w.deployment is None:
+                raise ConfigError(f"{path}.router", f"replicas needs spec.{side}.deployment")
+        if stable.deployment == canary.deployment:
+            raise ConfigError(f"{path}.router", "replicas needs two Deployments; one Deployment is rolled out in "
+                                                "place (use none, gatewayAPI or istio)")
+    return Traffic(router, name, route, replicas)
+
+
+def _rollback(obj: Any, path: str) -> RollbackPolicy:
+    _expect(obj, dict, path)
+    _unknown(obj, {"scaleCanaryToZero", "cooldown", "maxActions"}, path)
+    kw: dict[str, Any] = {}
+    if "scaleCanaryToZero" in obj:
+        kw["scale_canary_to_zero"] = bool(_expect(obj["scaleCanaryToZero"], bool, f"{path}.scaleCanaryToZero"))
+    if "cooldown" in obj:
+        kw["cooldown"] = parse_duration(obj["cooldown"], f"{path}.cooldown")
+    if "maxActions" in obj:
+        kw["max_actions"] = _positive_int(obj["maxActions"], f"{path}.maxActions")
+    return RollbackPolicy(**kw)
+
+
+def _notifications(obj: Any, path: str) -> tuple[Notification, ...]:
+    out = []
+    for i, raw in enumerate(_expect(obj, list, path)):
+        p = f"{path}[{i}]"
+        _expect(raw, dict, p)
+        _unknown(raw, {"webhook", "actions", "secretRef"}, p)
+        url = _expect(raw.get("webhook"), str, f"{p}.webhook")
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ConfigError(f"{p}.webhook", f"must be an http or https URL, got {url!r}")
+        actions: tuple[str, ...] = Notification.actions
+        if "actions" in raw:
+            acts = []
+            for j, a in enumerate(_expect(raw["actions"], list, f"{p}.actions")):
+                if a not in NOTIFY_ACTIONS:
+                    raise ConfigError(f"{p}.actions[{j}]", f"must be one of {', '.join(NOTIFY_ACTIONS)}, got {a!r}")
+                acts.append(a)
+            actions = tuple(acts)
+        ref = None
+        if "secretRef" in raw:
+            r = _expect(raw["secretRef"], dict, f"{p}.secretRef")
+            _unknown(r, {"name", "key"}, f"{p}.secretRef")
+            name = _name(r.get("name"), f"{p}.secretRef.name")
+            key = _expect(r.get("key"), str, f"{p}.secretRef.key")
+            if name is None or not key:
+                raise ConfigError(f"{p}.secretRef", "needs a name and a key")
+            ref = SecretRef(name, key)
+        out.append(Notification(url, actions, ref))
+    return tuple(out)
 
 
 def _steps(obj: Any, path: str) -> tuple[Step, ...]:
@@ -174,7 +327,7 @@ def _positive_int(obj: Any, path: str, minimum: int = 1) -> int:
 def _analysis(obj: Any, path: str) -> Analysis:
     _expect(obj, dict, path)
     fields = {"alpha", "minSamples", "baselineMinSamples", "bucketSeconds", "allowedLateness", "idleTimeout",
-              "window", "metrics"}
+              "window", "metrics", "segments", "maxSegments"}
     _unknown(obj, fields, path)
     kw: dict[str, Any] = {}
     if "alpha" in obj:
@@ -209,6 +362,22 @@ def _analysis(obj: Any, path: str) -> Analysis:
                 name, direction, bool(_expect(raw.get("critical", True), bool, f"{p}.critical")),
                 _positive_int(ms, f"{p}.minSamples") if ms is not None else None))
         kw["metrics"] = tuple(metrics)
+    if "segments" in obj:
+        dims: list[str] = []
+        for i, raw in enumerate(_expect(obj["segments"], list, f"{path}.segments")):
+            p = f"{path}.segments[{i}]"
+            dim = _expect(raw, str, p)
+            if dim not in SEGMENT_DIMENSIONS:
+                raise ConfigError(p, f"unknown dimension {dim!r} (allowed: {', '.join(SEGMENT_DIMENSIONS)})")
+            if dim in dims:
+                raise ConfigError(p, f"dimension {dim!r} is listed twice")
+            dims.append(dim)
+        kw["segments"] = tuple(dims)
+    if "maxSegments" in obj:
+        n = _positive_int(obj["maxSegments"], f"{path}.maxSegments")
+        if n > MAX_SEGMENTS_LIMIT:
+            raise ConfigError(f"{path}.maxSegments", f"must be <= {MAX_SEGMENTS_LIMIT}, got {n}")
+        kw["max_segments"] = n
     return Analysis(**kw)
 
 
@@ -223,7 +392,8 @@ def parse_rollout(doc: Any, path: str = "") -> Rollout:
     meta = doc.get("metadata") or {}
     _expect(meta, dict, f"{where}metadata")
     spec = _expect(doc.get("spec"), dict, f"{where}spec")
-    _unknown(spec, {"agent", "stable", "canary", "steps", "analysis", "rollback"}, f"{where}spec")
+    _unknown(spec, {"agent", "stable", "canary", "steps", "analysis", "rollback", "traffic", "paused",
+                    "notifications"}, f"{where}spec")
     agent = _expect(spec.get("agent"), str, f"{where}spec.agent")
     if not agent:
         raise ConfigError(f"{where}spec.agent", "must not be empty")
@@ -235,16 +405,15 @@ def parse_rollout(doc: Any, path: str = "") -> Rollout:
     canary = _workload(spec["canary"], f"{where}spec.canary")
     if stable.version == canary.version:
         raise ConfigError(f"{where}spec.canary.version", "must differ from spec.stable.version")
-    rollback = spec.get("rollback") or {}
-    _expect(rollback, dict, f"{where}spec.rollback")
-    _unknown(rollback, {"scaleCanaryToZero"}, f"{where}spec.rollback")
     return Rollout(
         agent=agent, stable=stable, canary=canary,
         steps=_steps(spec.get("steps", []), f"{where}spec.steps"),
         analysis=_analysis(spec.get("analysis", {}), f"{where}spec.analysis"),
-        scale_canary_to_zero=bool(_expect(rollback.get("scaleCanaryToZero", True), bool,
-                                          f"{where}spec.rollback.scaleCanaryToZero")),
-        name=meta.get("name"),
+        traffic=_traffic(spec.get("traffic", {}), f"{where}spec.traffic", stable, canary),
+        rollback=_rollback(spec.get("rollback", {}), f"{where}spec.rollback"),
+        paused=bool(_expect(spec.get("paused", False), bool, f"{where}spec.paused")),
+        notifications=_notifications(spec.get("notifications", []), f"{where}spec.notifications"),
+        name=meta.get("name"), namespace=meta.get("namespace"),
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from controller.aggregate import Aggregator, Partial
+from controller.aggregate import Aggregator, Partial, tenant_caps
 from controller.broker import ensure_topics
 from controller.cluster import ClusterBackend, apply_decision
 from controller.config import Rollout
@@ -150,10 +150,12 @@ class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
 class IngestStage:
     """Events topic to summaries topic (and the dead-letter topic)."""
 
-    def __init__(self, settings: PipelineSettings, stats: PipelineStats, bucket_seconds: int = 1) -> None:
+    def __init__(self, settings: PipelineSettings, stats: PipelineStats, bucket_seconds: int = 1,
+                 tenants: dict[str, int] | None = None) -> None:
         self.settings = settings
         self.stats = stats
         self.bucket_seconds = bucket_seconds
+        self.tenants = tenants or {}  # agents whose buckets are split by tenant (see Aggregator)
         self.ready = asyncio.Event()
         self._next_offset: dict[TopicPartition, int] = {}
 
@@ -162,7 +164,7 @@ class IngestStage:
         consumer = _consumer(s, f"{s.group}.ingest")
         consumer.subscribe([s.topic], listener=_Joined(self.ready, self._next_offset.clear))
         producer = _producer(s)
-        agg = Aggregator(self.bucket_seconds)
+        agg = Aggregator(self.bucket_seconds, self.tenants)
         try:
             await producer.start()
             await consumer.start()
@@ -406,7 +408,7 @@ async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], clus
     sizes = {r.analysis.bucket_seconds for r in rollouts} or {1}
     if len(sizes) > 1:
         raise ValueError("all rollouts of one worker must share spec.analysis.bucketSeconds")
-    ingest = IngestStage(settings, stats, bucket_seconds=sizes.pop())
+    ingest = IngestStage(settings, stats, bucket_seconds=sizes.pop(), tenants=tenant_caps(rollouts))
     state = StateStage(settings, rollouts, cluster, stats, on_decision)
     if started is not None:
         started(ingest, state)

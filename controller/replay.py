@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from controller.aggregate import Aggregator
+from controller.aggregate import Aggregator, tenant_caps
 from controller.config import Rollout
 from controller.decisions import Decision
 from controller.engine import Engine
@@ -31,7 +31,7 @@ def replay(source: str | Path | BinaryIO, rollouts: list[Rollout] | None = None,
     """Decisions for the events of a JSONL file, in event-time order of the buckets they close."""
     stats = stats or ReplayStats()
     engine = Engine(rollouts or [])
-    agg = Aggregator(bucket_seconds=_bucket_seconds(rollouts))
+    agg = Aggregator(bucket_seconds=_bucket_seconds(rollouts), tenants=tenant_caps(rollouts or []))
     fh = open(source, "rb") if isinstance(source, str | Path) else source  # noqa: SIM115
     try:
         for lineno, line in enumerate(fh, 1):

@@ -9,7 +9,8 @@ of :mod:`controller.events` (no message text, ever). Traffic is built in two lay
   already in flight, instead of with a burst of first turns;
 * per-turn *attributes* (track, outcome, latency, tokens, guardrails, tools, feedback...), drawn when the
   turn is emitted, so the track follows the canary weight *at that moment* (per-request routing, as with a
-  weighted service mesh) and faults apply by event time and track.
+  weighted service mesh) and faults apply by event time and track (and, for a fault given a ``tenant``,
+  to that tenant's traffic only).
 
 Healthy stable and canary turns are drawn from the same distributions, so any difference a detector finds
 comes from an injected :class:`Fault`. Only uniform and normal draws in fixed-width rows are taken from
@@ -159,10 +160,11 @@ class Fault:
     """A degradation injected into the generated traffic from ``onset`` seconds after the start.
 
     ``magnitude`` and ``target`` default per kind (see :data:`FAULT_KINDS`); an ``incident`` always hits
-    both versions, which is exactly what a controller must *not* roll back for.
+    both versions, which is exactly what a controller must *not* roll back for. With a ``tenant`` the fault
+    hits that tenant's interactions only, a harm that a test pooled over tenants dilutes.
 
     >>> Fault.parse("escalation:magnitude=3,onset=60,ramp=30")
-    Fault(kind='escalation', onset=60.0, magnitude=3.0, ramp=30.0, duration=None, target='canary')
+    Fault(kind='escalation', onset=60.0, magnitude=3.0, ramp=30.0, duration=None, target='canary', tenant=None)
     """
 
     #: One of :data:`FAULT_KINDS`.
@@ -177,6 +179,8 @@ class Fault:
     duration: float | None = None
     #: Which version is affected: "canary", "stable" or "both" (None: canary, or both for an incident).
     target: str | None = None
+    #: Which tenant is affected: one of :data:`TENANTS` (None: every tenant).
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -206,12 +210,14 @@ class Fault:
             raise ValueError(f"target must be one of {', '.join(_TARGETS)}; got {self.target!r}")
         if self.kind == "incident" and self.target != "both":
             raise ValueError(f"target of an incident must be 'both' (it is upstream); got {self.target!r}")
+        if self.tenant is not None and self.tenant not in TENANTS:
+            raise ValueError(f"tenant must be one of {', '.join(TENANTS)} (or None: all); got {self.tenant!r}")
 
     @classmethod
     def parse(cls, text: str) -> Fault:
         """Parse a CLI spec: ``kind`` or ``kind:key=value,...``.
 
-        Keys: onset, magnitude, ramp, duration (``none``: until the end), target.
+        Keys: onset, magnitude, ramp, duration (``none``: until the end), target, tenant.
 
         >>> Fault.parse("incident:onset=30,duration=60").target
         'both'
@@ -225,7 +231,7 @@ class Fault:
                 raise ValueError(f"fault parameter must be key=value; got {item!r} in {text!r}")
             if key in kwargs:
                 raise ValueError(f"fault parameter {key} given twice in {text!r}")
-            if key == "target":
+            if key in ("target", "tenant"):
                 kwargs[key] = value
             elif key in ("onset", "magnitude", "ramp", "duration"):
                 if key == "duration" and value.lower() in ("none", "inf", ""):
@@ -237,7 +243,7 @@ class Fault:
                     raise ValueError(f"{key} must be a number; got {value!r} in {text!r}") from None
             else:
                 raise ValueError(f"unknown fault parameter {key!r} in {text!r}; "
-                                 "use onset, magnitude, ramp, duration, target")
+                                 "use onset, magnitude, ramp, duration, target, tenant")
         return cls(kind.strip(), **kwargs)
 
     def spec(self) -> str:
@@ -247,6 +253,8 @@ class Fault:
         if self.duration is not None:
             parts.append(f"duration={_number(self.duration)}")
         parts.append(f"target={self.target}")
+        if self.tenant is not None:
+            parts.append(f"tenant={self.tenant}")
         return f"{self.kind}:{','.join(parts)}"
 
     __str__ = spec
@@ -405,7 +413,8 @@ def _ids(config: SimConfig) -> str:
     return f"{digest[:10]}-"
 
 
-def _multipliers(config: SimConfig, rel: np.ndarray, canary: np.ndarray) -> dict[str, np.ndarray]:
+def _multipliers(config: SimConfig, rel: np.ndarray, canary: np.ndarray, tenant: np.ndarray
+                 ) -> dict[str, np.ndarray]:
     """Per-turn multiplier of each affected quantity, the product over the active faults."""
     out: dict[str, np.ndarray] = {}
     for fault in config.faults:
@@ -415,6 +424,8 @@ def _multipliers(config: SimConfig, rel: np.ndarray, canary: np.ndarray) -> dict
             strength = strength * canary
         elif fault.target == "stable":
             strength = strength * ~canary
+        if fault.tenant is not None:
+            strength = strength * (tenant == TENANTS.index(fault.tenant))
         factor = 1.0 + (fault.magnitude - 1.0) * strength
         for kind in ("latency", "error") if fault.kind == "incident" else (fault.kind,):
             out[kind] = out[kind] * factor if kind in out else factor
@@ -428,7 +439,7 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
     ch = turns.channel
     canary = u[:, _U_TRACK] < weight / 100.0
     rel = turns.t - config.start
-    mult = _multipliers(config, rel, canary)
+    mult = _multipliers(config, rel, canary, turns.tenant)
     ones = np.ones(n)
     m_lat = mult.get("latency", ones)
 
@@ -690,7 +701,8 @@ def register(subparsers: Any) -> None:
                     "or a Kafka topic, optionally injecting faults into the canary.",
         epilog="fault specs: KIND[:key=value,...], KIND in " + ", ".join(FAULT_KINDS)
                + "; keys onset, magnitude, ramp, duration (seconds / multiplier), target "
-                 "(canary|stable|both). Example: --fault escalation:magnitude=3,onset=60,ramp=30",
+                 "(canary|stable|both), tenant (" + "|".join(TENANTS) + "; default all). "
+                 "Example: --fault escalation:magnitude=3,onset=60,ramp=30,tenant=acme",
     )
     out = parser.add_argument_group("output (one of)")
     out.add_argument("--output", "-o", metavar="FILE", help="write JSON lines to FILE ('-': stdout)")

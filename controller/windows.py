@@ -31,7 +31,7 @@ class EventTimeWindow:
         self.high: dict[str, float] = {}
         self.reported: dict[str, float] = {}  # source -> its sender's newest time at its last report
         self.applied: dict[str, int] = {}  # source -> last offset applied, to drop replayed partials
-        self.open: dict[int, dict[tuple[str, str, str], Bucket]] = {}
+        self.open: dict[int, dict[tuple[str, str, str, str], Bucket]] = {}
         self.closed_until = -math.inf  # every bucket starting before this is closed
         self.late_events = 0
         self.duplicate_partials = 0
@@ -62,7 +62,7 @@ class EventTimeWindow:
                 self.late_events += b.n
                 continue
             series = self.open.setdefault(b.start, {})
-            key = (b.version, b.track, b.channel)
+            key = (b.version, b.track, b.channel, b.tenant)
             mine = series.get(key)
             if mine is None:
                 # copy so later merges never alias the caller's partial
@@ -103,4 +103,4 @@ class EventTimeWindow:
         self.open = {}
         for raw in state["open"]:
             b = msgspec.convert(raw, Bucket, strict=False)
-            self.open.setdefault(b.start, {})[(b.version, b.track, b.channel)] = b
+            self.open.setdefault(b.start, {})[(b.version, b.track, b.channel, b.tenant)] = b

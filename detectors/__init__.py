@@ -1,6 +1,6 @@
 """Pure online detectors: numpy and scipy only, no I/O, no clock, never an import of ``controller``."""
 
-from detectors.alpha import AlphaBudget
+from detectors.alpha import AlphaBudget, SegmentBudget
 from detectors.bernoulli import BernoulliTest
 from detectors.bocpd import BOCPD
 from detectors.categorical import CategoricalTest
@@ -13,4 +13,4 @@ from detectors.robust_shift import RobustShift
 
 __all__ = ["BOCPD", "AlphaBudget", "BernoulliCUSUM", "BernoulliTest", "CategoricalTest", "GaussianCUSUM",
            "MixtureFisherTest", "OrdinalExceedanceTest", "PageHinkley", "PoissonRateTest", "QuantileExceedanceTest",
-           "RobustShift", "fisher_log_lr"]
+           "RobustShift", "SegmentBudget", "fisher_log_lr"]

@@ -17,6 +17,7 @@ mix shift, a different canary weight per bucket) does not move it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -154,6 +155,34 @@ class MixtureFisherTest:
         c[1] += k_c
         c[2] += n_s
         c[3] += k_s
+
+    @staticmethod
+    def add_each(tests: Sequence[MixtureFisherTest], log_lr: ArrayLike, counts: ArrayLike) -> None:
+        """``tests[i].add(log_lr[i], *counts[i])`` for every i, vectorised.
+
+        The tests must share one grid (only its size is checked). A rollout with segment tests updates
+        hundreds of tests per bucket, and one call per test costs more than the statistics themselves.
+        """
+        if not tests:
+            return
+        inc = np.asarray(log_lr, dtype=np.float64)
+        cnt = np.asarray(counts, dtype=np.float64)
+        size = tests[0]._grid.size
+        if inc.shape != (len(tests), size) or cnt.shape != (len(tests), 4):
+            raise ValueError("log_lr must be (tests, grid) and counts (tests, 4)")
+        if any(t._grid.size != size for t in tests):
+            raise ValueError("the tests must share one grid")
+        cur = np.stack([t._log_lr for t in tests]) + inc
+        top = cur.max(axis=1)
+        sums = np.exp(cur - top[:, None]).sum(axis=1)
+        log_g = math.log(tests[0]._grid.size)
+        for t, row, m, s, c in zip(tests, cur, top.tolist(), sums.tolist(), cnt, strict=True):
+            t._log_lr = row.copy()  # a view would keep the whole batch alive
+            # as in _lse, so that the statistic is the one a single add would reach
+            stat = (m + math.log(s) if math.isfinite(m) else m) - log_g
+            if stat > t._max_stat:
+                t._max_stat = stat
+            t._counts = t._counts + c
 
     # -- read-only state -----------------------------------------------------------------------------
     @property

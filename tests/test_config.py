@@ -45,6 +45,7 @@ def full() -> dict[str, Any]:
             "metrics": [{"name": "escalation_rate"},
                         {"name": "latency_ms", "direction": "increase", "critical": False, "minSamples": 500},
                         {"name": "eval:helpfulness"}],
+            "segments": ["tenant", "channel"], "maxSegments": 8,
         },
         "rollback": {"scaleCanaryToZero": False},
     })
@@ -73,6 +74,7 @@ def test_minimal_rollout_has_documented_defaults() -> None:
     assert a == Analysis()
     assert (a.alpha, a.min_samples, a.baseline_min_samples, a.bucket_seconds) == (0.01, 50, 50, 1)
     assert (a.allowed_lateness, a.idle_timeout, a.window, a.metrics) == (5.0, 60.0, 60.0, ())
+    assert (a.segments, a.max_segments) == ((), 20)  # no segment tests: one pooled test per metric
 
 
 def test_minimal_rollout_without_metadata() -> None:
@@ -93,6 +95,7 @@ def test_full_rollout_parses_every_field() -> None:
     assert a.metrics == (MetricOverride("escalation_rate"),
                          MetricOverride("latency_ms", "increase", False, 500),
                          MetricOverride("eval:helpfulness"))
+    assert (a.segments, a.max_segments) == (("tenant", "channel"), 8)
 
 
 def test_parse_does_not_modify_the_document() -> None:
@@ -227,6 +230,14 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("metric minSamples zero", metrics({"name": "latency_ms", "minSamples": 0}),
      "spec.analysis.metrics[0].minSamples"),
     ("unknown metric field", metrics({"name": "latency_ms", "window": 5}), "spec.analysis.metrics[0].window"),
+    ("segments not a list", analysis(segments="tenant"), "spec.analysis.segments"),
+    ("unknown segment dimension", analysis(segments=["tenant", "region"]), "spec.analysis.segments[1]"),
+    ("segment not a string", analysis(segments=[{"tenant": True}]), "spec.analysis.segments[0]"),
+    ("segment listed twice", analysis(segments=["channel", "channel"]), "spec.analysis.segments[1]"),
+    ("maxSegments zero", analysis(segments=["tenant"], maxSegments=0), "spec.analysis.maxSegments"),
+    ("maxSegments negative", analysis(maxSegments=-3), "spec.analysis.maxSegments"),
+    ("maxSegments float", analysis(maxSegments=2.5), "spec.analysis.maxSegments"),
+    ("maxSegments unbounded", analysis(maxSegments=10 ** 6), "spec.analysis.maxSegments"),
     ("rollback not a map", _set(["spec", "rollback"], "always"), "spec.rollback"),
     ("unknown rollback field", _set(["spec", "rollback"], {"scaleToZero": True}),
      "spec.rollback.scaleToZero"),
@@ -361,3 +372,11 @@ def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_rollouts([str(broken)])
     assert info.value.path == str(broken) and "not valid YAML" in str(info.value)
+
+
+def test_segment_errors_say_what_is_allowed() -> None:
+    doc = minimal()
+    doc["spec"]["analysis"] = {"segments": ["region"]}
+    assert str(error_of(doc)) == "spec.analysis.segments[0]: unknown dimension 'region' (allowed: channel, tenant)"
+    doc["spec"]["analysis"] = {"maxSegments": 0}
+    assert str(error_of(doc)) == "spec.analysis.maxSegments: must be >= 1, got 0"

@@ -1,4 +1,5 @@
-"""Tests of the pure detectors: the mixture Fisher SPRT (``detectors.mixture_fisher``) and ``AlphaBudget``.
+"""Tests of the pure detectors: the mixture Fisher SPRT (``detectors.mixture_fisher``), ``AlphaBudget`` and
+``SegmentBudget``.
 
 The statistical tests use fixed seeds (so they are deterministic) and are vectorised over thousands of
 simulated streams with :func:`fisher_log_lr`; a separate test checks that this vectorised statistic is the
@@ -20,7 +21,7 @@ from numpy.typing import NDArray
 from scipy.special import logsumexp
 from scipy.stats import hypergeom, nchypergeom_fisher
 
-from detectors import AlphaBudget, MixtureFisherTest, fisher_log_lr
+from detectors import AlphaBudget, MixtureFisherTest, SegmentBudget, fisher_log_lr
 from detectors.mixture_fisher import default_log_psi
 
 Table = tuple[int, int, int, int]
@@ -229,6 +230,32 @@ def test_add_of_summed_strata_matches_update_many_at_the_end(buckets: list[list[
     assert added.counts == updated.counts
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), tables()), min_size=3, max_size=3), max_size=12))
+def test_add_each_is_add_on_each_test(steps: list[list[Table | None]]) -> None:
+    grid = default_log_psi()
+    one, each = [MixtureFisherTest() for _ in range(3)], [MixtureFisherTest() for _ in range(3)]
+    for row in steps:
+        live = [i for i, table in enumerate(row) if table is not None]
+        tabs = [row[i] for i in live]
+        lr = fisher_log_lr(*columns(tabs), grid)  # type: ignore[arg-type]
+        for i, j in enumerate(live):
+            one[j].add(lr[i], *tabs[i])  # type: ignore[misc]
+        MixtureFisherTest.add_each([each[j] for j in live], lr, np.asarray(tabs, dtype=np.int64).reshape(-1, 4))
+    for a, b in zip(one, each, strict=True):
+        assert a.to_state() == b.to_state() and a.statistic == b.statistic and a.alarm == b.alarm
+
+
+def test_add_each_refuses_mismatched_shapes_and_grids() -> None:
+    tests = [MixtureFisherTest(), MixtureFisherTest()]
+    with pytest.raises(ValueError, match="log_lr"):
+        MixtureFisherTest.add_each(tests, np.zeros((1, 12)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="grid"):
+        MixtureFisherTest.add_each([MixtureFisherTest(), MixtureFisherTest(log_psi=[0.5])], np.zeros((2, 12)),
+                                   np.zeros((2, 4)))
+    MixtureFisherTest.add_each([], np.zeros((0, 12)), np.zeros((0, 4)))  # nothing to do
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(tables(), max_size=20), st.lists(tables(), max_size=20),
        st.sampled_from(["increase", "decrease"]))
@@ -429,3 +456,63 @@ def test_budget_state_round_trip(known: list[str]) -> None:
     restored = AlphaBudget.from_state(json.loads(json.dumps(budget.to_state())))
     for n in [*known, "x", "y", "z"]:  # "z" is new to both: it must get the same next share
         assert restored.level(n) == budget.level(n)
+
+
+# --- SegmentBudget --------------------------------------------------------------------------------------
+@settings(max_examples=150)
+@given(st.floats(1e-6, 0.999), st.integers(1, 8), st.one_of(st.just(0.0), st.floats(0.01, 0.99)),
+       st.dictionaries(st.sampled_from(["channel", "tenant", "region"]), st.integers(1, 30), min_size=1),
+       st.integers(0, 6), st.data())
+def test_segment_budget_never_exceeds_alpha(alpha: float, known: int, reserve: float, slots: dict[str, int],
+                                            discovered: int, data: st.DataObject) -> None:
+    """Every slot of every family, known and discovered, in any order of discovery: at most alpha."""
+    names = [f"k{i}" for i in range(known)] + [f"new{i}" for i in range(discovered)]
+    budget = SegmentBudget(alpha, known=names[:known], slots=slots, reserve=reserve)
+    cells = [(t, d, f"v{i}") for t in names for d, k in slots.items() for i in range(k)]
+    for t, d, v in data.draw(st.permutations(cells)):
+        assert budget.level(t, d, v) >= 0
+    assert budget.spent <= alpha * (1 + 1e-12)
+    for t in names:
+        for d in slots:
+            with pytest.raises(ValueError, match="pool the rest"):
+                budget.level(t, d, "one-too-many")
+
+
+def test_segment_budget_shares_within_a_family() -> None:
+    budget = SegmentBudget(0.02, known=["a", "b"], slots={"tenant": 4, "channel": 2}, reserve=0.0)
+    family = 0.02 / 4  # two known tests, two dimensions
+    levels = [budget.level("a", "tenant", v) for v in ("acme", "globex", "initech", "hooli")]
+    assert levels == pytest.approx([family * (1 / 8 + 2.0 ** -(i + 2)) for i in range(4)])
+    assert levels == sorted(levels, reverse=True) and min(levels) >= family / 8
+    assert math.fsum(levels) < family
+    # the order is per family: globex is the first value of b's tenant family
+    assert budget.level("b", "tenant", "globex") == levels[0]
+    assert budget.level("a", "tenant", "acme") == levels[0]  # asking again spends nothing
+    with pytest.raises(ValueError, match="unknown dimension"):
+        budget.level("a", "region", "eu")
+
+
+def test_segment_budget_discovered_tests_draw_from_the_reserve() -> None:
+    budget = SegmentBudget(0.1, known=["a"], slots={"tenant": 1}, reserve=0.5)
+    assert budget.level("a", "tenant", "x") == pytest.approx(0.05 * 0.75)  # 1/(2*1) + 1/4 of its family
+    first, second = budget.level("new", "tenant", "x"), budget.level("newer", "tenant", "x")
+    assert first == pytest.approx(0.1 * 0.5 / 2 * 0.75) and second == pytest.approx(first / 2)
+
+
+def test_segment_budget_state_round_trip() -> None:
+    budget = SegmentBudget(0.05, known=["a", "b\x1fodd"], slots={"tenant": 3, "channel": 2})
+    for t, d, v in [("a", "tenant", "x"), ("new", "channel", "voice"), ("b\x1fodd", "tenant", "y"),
+                    ("a", "tenant", "z")]:
+        budget.level(t, d, v)
+    restored = SegmentBudget.from_state(json.loads(json.dumps(budget.to_state())))
+    assert restored.to_state() == budget.to_state() and restored.spent == budget.spent
+    for t, d, v in [("a", "tenant", "x"), ("a", "tenant", "w"), ("newest", "tenant", "q"),
+                    ("b\x1fodd", "channel", "e")]:
+        assert restored.level(t, d, v) == budget.level(t, d, v)
+
+
+@pytest.mark.parametrize(("slots", "match"), [({}, "at least one"), ({"tenant": 0}, "tenant"),
+                                              ({"tenant": 2.5}, "tenant"), ({"tenant": True}, "tenant")])
+def test_segment_budget_validation(slots: dict[str, int], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SegmentBudget(0.01, known=["a"], slots=slots)

@@ -24,6 +24,7 @@ from controller.decisions import Decision, iso
 from controller.engine import Engine
 from controller.events import Event, Interaction
 from controller.replay import ReplayStats, replay
+from controller.simulate import Fault, SimConfig, write_jsonl
 
 T0 = 1_700_000_000  # a whole second, so bucket boundaries fall on T0 + k
 CHANNELS = ("sms", "webchat", "voice")
@@ -47,13 +48,14 @@ class Traffic:
 def traffic(seed: int, seconds: int, *, agent: str = "bot", rate: float = 50.0, share: float = 0.1,
             escalation: tuple[float, float] = (0.10, 0.10), resolution: tuple[float, float] | None = None,
             incident: tuple[int, int, float, float] | None = None, versions: tuple[str, str] = ("v1", "v2"),
-            start: int = T0) -> Traffic:
+            start: int = T0, tenants: tuple[str, ...] = ()) -> Traffic:
     """Poisson(rate) events per second; a share of them on the canary.
 
     ``escalation`` is the (stable, canary) escalation probability; ``resolution``, when given, the
     resolution probability (the rest is abandoned), otherwise every non-escalated interaction is resolved
     or, with probability 0.05, abandoned. ``incident = (from_s, to_s, escalation, canary_share)`` sets the
-    escalation probability of both versions and the canary share during that span.
+    escalation probability of both versions and the canary share during that span. ``tenants``, when
+    given, are assigned in turn.
     """
     rng = np.random.default_rng(seed)
     out = Traffic()
@@ -76,15 +78,16 @@ def traffic(seed: int, seconds: int, *, agent: str = "bot", rate: float = 50.0, 
             track = "canary" if canary else "stable"
             poll.append(Event(time=start + s + float(rng.random()), data=Interaction(
                 agent=agent, version=versions[side], track=track, channel=CHANNELS[int(rng.integers(3))],
+                tenant=tenants[serial % len(tenants)] if tenants else None,
                 conversation_id=f"{agent}-{track}-{serial}", outcome=outcome,  # type: ignore[arg-type]
                 latency_ms=float(rng.lognormal(6.5, 0.4)), output_tokens=float(rng.poisson(120)))))
         out.polls.append(poll)
     return out
 
 
-def partials(*streams: Traffic, sources: int = 1) -> list[Partial]:
+def partials(*streams: Traffic, sources: int = 1, tenants: dict[str, int] | None = None) -> list[Partial]:
     """The partials of the streams' polls, second by second, spread round-robin over ``sources``."""
-    aggs = [Aggregator() for _ in range(sources)]
+    aggs = [Aggregator(tenants=tenants) for _ in range(sources)]
     offsets = [0] * sources
     out: list[Partial] = []
     for second in range(max(len(s.polls) for s in streams)):
@@ -398,3 +401,51 @@ def test_replay_refuses_rollouts_with_different_buckets(tmp_path: Path) -> None:
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="bucketSeconds"):
         list(replay(path, [rollout("a"), rollout("b", bucketSeconds=2)]))
+
+
+# --- segments -------------------------------------------------------------------------------------------
+def test_resuming_with_segment_tests_decides_exactly_the_same() -> None:
+    stream = traffic(seed=14, seconds=200, escalation=(0.10, 0.20), tenants=("acme", "globex", "initech"))
+    # each ingest source keeps apart the first 2 tenants it sees, and the analysis the first 2 it sees
+    items = partials(stream, sources=2, tenants={"bot": 2})
+    r = rollout(segments=["channel", "tenant"], maxSegments=2)
+    whole = Engine([r])
+    expected = run(whole, items)
+    assert [d.action for d in expected] == ["rollback"]
+    tests = whole.agents["bot"].analysis.tests  # type: ignore[union-attr]
+    assert {"escalation_rate[tenant=other]", "escalation_rate[channel=other]"} <= set(tests)  # the cap is per dimension
+    at = len(items) // 3
+    first = Engine([r])
+    before = run(first, items[:at], flush=False)
+    st = first.agents["bot"]
+    kept = {b.tenant for series in st.window.open.values() for b in series.values()}
+    assert "other" in kept and kept <= {"acme", "globex", "initech", "other"}
+    saved = json.loads(json.dumps(first.agent_state("bot")))
+    second = Engine([r])
+    second.load_agent(saved)
+    assert before + run(second, items[at:]) == expected
+    analysis = second.agents["bot"].analysis
+    assert analysis is not None and analysis.segment_values == whole.agents["bot"].analysis.segment_values  # type: ignore[union-attr]
+    assert [len(v) for v in analysis.segment_values.values()] == [2, 2]
+
+
+def test_a_fault_in_one_tenant_is_rolled_back_with_segments_end_to_end(tmp_path: Path) -> None:
+    """``vigil simulate`` with a fault in one tenant (globex, 22% of the traffic), replayed: pooled over tenants the
+    harm is diluted; with ``segments: [tenant]`` the tenant's own test rolls the canary back."""
+    path = tmp_path / "events.jsonl"
+    config = SimConfig(rate=40, duration=300, seed=1, canary_weight=20,
+                       faults=(Fault.parse("escalation:onset=60,magnitude=3,tenant=globex"),))
+    write_jsonl(config, path)
+    segmented = list(replay(path, [rollout("support-bot", segments=["tenant"])]))
+    pooled = list(replay(path, [rollout("support-bot")]))
+    assert [d.action for d in segmented] == ["rollback"]
+    rb = segmented[0]
+    metrics = [e.metric for e in rb.evidence]
+    assert "escalation_rate[tenant=globex]" in metrics and all("[tenant=globex]" in m for m in metrics)
+    assert rb.reason.split(" of canary ")[0] in metrics
+    events = [json.loads(line)["data"] for line in path.read_bytes().splitlines()]
+    harmed = {d["conversation_id"] for d in events
+              if d["track"] == "canary" and d["tenant"] == "globex" and d["outcome"] != "resolved"}
+    assert rb.examples and set(rb.examples) <= harmed
+    # the pooled tests alone act later, if at all
+    assert not pooled or epoch(pooled[-1]) > epoch(rb)

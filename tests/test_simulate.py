@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from controller.events import decode_line, decode_record
-from controller.simulate import FAULT_KINDS, Fault, SimConfig, generate, register, write_jsonl
+from controller.simulate import FAULT_KINDS, TENANTS, Fault, SimConfig, generate, register, write_jsonl
 
 CHANNELS = {"voice", "sms", "whatsapp", "rcs", "webchat", "email"}
 
@@ -32,6 +32,7 @@ class Frame:
         stamps = np.array([e["time"].removesuffix("Z") for e in events], dtype="datetime64[ms]")
         self.rel = stamps.astype(np.int64) / 1000.0 - config.start
         self.canary = np.array([d["track"] == "canary" for d in data])
+        self.tenant = np.array([d["tenant"] for d in data])
         self.outcome = np.array([d["outcome"] for d in data])
         self.latency = np.array([d["latency_ms"] for d in data])
         self.output_tokens = np.array([d["output_tokens"] for d in data])
@@ -205,6 +206,18 @@ def test_escalation_fault_hits_canary_after_onset_only() -> None:
     assert z_two(esc[after & f.canary], esc[after & ~f.canary]) > 20
 
 
+def test_tenant_fault_hits_that_tenant_only() -> None:
+    f = frame(SimConfig(rate=300, duration=90, seed=27, canary_weight=50,
+                        faults=(Fault.parse("escalation:onset=30,tenant=globex"),)))
+    assert set(f.tenant) == set(TENANTS)
+    esc, after, globex = f.outcome == "escalated", f.rel >= 30, f.tenant == "globex"
+    assert z_two(esc[after & f.canary & globex], esc[after & ~f.canary & globex]) > 10
+    assert abs(z_two(esc[after & f.canary & ~globex], esc[after & ~f.canary & ~globex])) < 3.5
+    assert abs(z_two(esc[~after & f.canary & globex], esc[~after & ~f.canary & globex])) < 3.5
+    share, n = rate(globex)
+    assert close(share, 0.22, n)  # the tenant mix of the generator: globex is the second tenant
+
+
 def test_fault_on_stable_and_fault_duration() -> None:
     f = frame(SimConfig(rate=200, duration=90, seed=23, canary_weight=50,
                         faults=(Fault("error", onset=30, duration=30, target="stable", magnitude=6),)))
@@ -300,6 +313,7 @@ def test_config_validation_names_the_field(kwargs: dict[str, Any], field: str) -
         ({"kind": "latency", "duration": 0}, "duration"),
         ({"kind": "latency", "target": "shadow"}, "target"),
         ({"kind": "incident", "target": "canary"}, "target"),
+        ({"kind": "latency", "tenant": "nobody"}, "tenant"),
     ],
 )
 def test_fault_validation_names_the_field(kwargs: dict[str, Any], field: str) -> None:
@@ -327,6 +341,7 @@ def test_fault_defaults_per_kind() -> None:
         ("incident:onset=30,duration=60", Fault("incident", onset=30, duration=60)),
         (" latency : magnitude=1.5 , target=both ", Fault("latency", magnitude=1.5, target="both")),
         ("csat:duration=none,target=stable", Fault("csat", target="stable")),
+        ("escalation:onset=60,tenant=acme", Fault("escalation", onset=60, tenant="acme")),
     ],
 )
 def test_fault_parse(text: str, expected: Fault) -> None:
@@ -336,7 +351,8 @@ def test_fault_parse(text: str, expected: Fault) -> None:
 @pytest.mark.parametrize(
     "fault",
     [Fault("escalation"), Fault("error", onset=12.5, magnitude=0.1 + 0.2, ramp=7, duration=30, target="both"),
-     Fault("incident", onset=1e-3, duration=1e6), Fault("length", target="stable", magnitude=1234567.891)],
+     Fault("incident", onset=1e-3, duration=1e6), Fault("length", target="stable", magnitude=1234567.891),
+     Fault("error", tenant="soylent")],
 )
 def test_fault_parse_round_trips(fault: Fault) -> None:
     assert Fault.parse(fault.spec()) == fault

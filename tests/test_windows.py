@@ -15,7 +15,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.aggregate import MAX_EXAMPLES, Aggregator, Bucket, Partial, bin_of, bin_value, merge_bucket
+from controller.aggregate import (
+    MAX_EXAMPLES,
+    MAX_TENANT_CHARS,
+    Aggregator,
+    Bucket,
+    Partial,
+    bin_of,
+    bin_value,
+    merge_bucket,
+    tenant_caps,
+)
+from controller.config import parse_rollout
 from controller.events import Event, Interaction
 from controller.windows import EventTimeWindow
 
@@ -218,8 +229,8 @@ def test_exact_duplicate_partial_is_dropped_and_counted() -> None:
     assert w.add(p) is False
     assert w.add(msgspec.convert(msgspec.to_builtins(p), Partial)) is False  # decoded again after a crash
     assert w.duplicate_partials == 2
-    assert w.open[3][("v1", "stable", "sms")].n == 4
-    assert w.open[3][("v1", "stable", "sms")].rates["escalation_rate"] == [4, 1]
+    assert w.open[3][("v1", "stable", "sms", "")].n == 4
+    assert w.open[3][("v1", "stable", "sms", "")].rates["escalation_rate"] == [4, 1]
 
 
 def test_older_partial_is_dropped_newer_and_other_sources_are_kept() -> None:
@@ -229,7 +240,7 @@ def test_older_partial_is_dropped_newer_and_other_sources_are_kept() -> None:
     assert w.add(partial(5.0, [bucket(3)], source="other", first=100, last=109))
     assert w.add(partial(6.0, [bucket(3)], first=110, last=119))
     assert w.duplicate_partials == 1
-    assert w.open[3][("v1", "stable", "sms")].n == 3
+    assert w.open[3][("v1", "stable", "sms", "")].n == 3
 
 
 def test_dropped_duplicate_does_not_move_the_watermark() -> None:
@@ -246,7 +257,7 @@ def test_window_never_aliases_the_callers_buckets() -> None:
     w.add(partial(3.0, [bucket(3, 5)], first=1, last=1))
     assert b.n == 2 and b.rates["escalation_rate"] == [2, 0]  # the merge did not write into the partial
     b.n = 1000
-    assert w.open[3][("v1", "stable", "sms")].n == 7
+    assert w.open[3][("v1", "stable", "sms", "")].n == 7
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------
@@ -303,9 +314,10 @@ def test_fresh_window_state_round_trips() -> None:
 
 # --- pre-aggregation ------------------------------------------------------------------------------------
 def event(t: float, version: str = "v1", track: str = "stable", outcome: str = "resolved", agent: str = "bot",
-          conv: str | None = None, latency: float | None = None) -> Event:
-    return Event(time=t, data=Interaction(agent=agent, version=version, track=track, channel="sms",
-                                          outcome=outcome, conversation_id=conv, latency_ms=latency))  # type: ignore[arg-type]
+          conv: str | None = None, latency: float | None = None, tenant: str | None = None) -> Event:
+    return Event(time=t, data=Interaction(agent=agent, version=version, track=track,  # type: ignore[arg-type]
+                                          outcome=outcome,  # type: ignore[arg-type]
+                                          channel="sms", conversation_id=conv, latency_ms=latency, tenant=tenant))
 
 
 def test_aggregator_buckets_events_by_floor_of_event_time() -> None:
@@ -437,3 +449,57 @@ def test_history_of_one_agent_is_not_judged_by_the_clock_of_another() -> None:
     late = windows["a"].late_events
     assert late == 0
     assert windows["a"].watermark == 299.0 - 5.0
+
+
+# --- tenants ----------------------------------------------------------------------------------------------
+def test_tenant_is_read_only_for_agents_that_segment_by_tenant() -> None:
+    agg = Aggregator(tenants={"bot": 20})
+    for i, (agent, tenant) in enumerate([("bot", "acme"), ("bot", "globex"), ("bot", None), ("other", "acme")]):
+        agg.add(event(1.0, agent=agent, tenant=tenant), offset=i)
+    by_agent = {p.agent: sorted(b.tenant for b in p.buckets) for p in agg.drain()}
+    assert by_agent == {"bot": ["", "acme", "globex"], "other": [""]}  # no tenant: "", never a segment
+
+
+def test_tenants_beyond_the_cap_are_pooled_and_names_are_cut() -> None:
+    agg = Aggregator(tenants={"bot": 2})
+    long = "t" * 1000
+    names = ["acme", long, "globex", "acme", "other", "initech", long + "x"]
+    for i, tenant in enumerate(names):
+        agg.add(event(float(i), tenant=tenant), offset=i)
+    (p,) = agg.drain()
+    kept = [b.tenant for b in sorted(p.buckets, key=lambda b: b.start)]
+    cut = "t" * MAX_TENANT_CHARS
+    # the first two tenants seen keep their series, for good; a name is kept to its first characters only
+    assert kept == ["acme", cut, "other", "acme", "other", "other", cut]
+    agg.add(event(9.0, tenant="globex"), offset=9)
+    assert [b.tenant for b in agg.drain()[0].buckets] == ["other"]
+
+
+def test_tenant_caps_come_from_the_rollouts() -> None:
+    def rollout(agent: str, **analysis: object) -> object:
+        return parse_rollout({"apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "spec": {
+            "agent": agent, "stable": {"version": "v1"}, "canary": {"version": "v2"}, "analysis": analysis}})
+
+    rollouts = [rollout("a", segments=["tenant"]), rollout("b", segments=["channel"]),
+                rollout("c", segments=["channel", "tenant"], maxSegments=5), rollout("d")]
+    assert tenant_caps(rollouts) == {"a": 20, "c": 5}  # type: ignore[arg-type]
+
+
+def test_window_keeps_tenants_apart_and_checkpoints_them() -> None:
+    w = EventTimeWindow(1, 0.0, 60.0)
+    a, b = bucket(3, 2, harmful=1), bucket(3, 3)
+    b.tenant = "acme"
+    w.add(partial(2.0, [a, b]))
+    assert sorted(w.open[3]) == [("v1", "stable", "sms", ""), ("v1", "stable", "sms", "acme")]
+    restored = EventTimeWindow(1, 0.0, 60.0)
+    restored.load_state(json.loads(json.dumps(w.to_state())))
+    assert restored.open == w.open
+    assert [x.tenant for _, bs in restored.close(flush=True) for x in bs] == ["", "acme"]
+
+
+def test_a_bucket_encoded_before_tenants_existed_still_decodes() -> None:
+    b = bucket(3, 2, harmful=1)
+    old = msgspec.msgpack.encode(msgspec.to_builtins(b)[:-1])  # array_like: the same fields, less the tenant
+    assert msgspec.msgpack.decode(old, type=Bucket) == b and b.tenant == ""
+    p = msgspec.msgpack.decode(msgspec.msgpack.encode(partial(2.0, [b])), type=Partial)
+    assert p.buckets == [b]
