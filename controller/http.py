@@ -3,9 +3,12 @@
 * ``GET /metrics``: Prometheus exposition, read from live state at scrape time by :class:`VigilCollector`;
 * ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups and state is restored;
 * ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
-* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts.
+* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts;
+* ``GET /api/v1/verdict/{namespace}/{name}``: the verdict for Argo Rollouts' Web metric provider;
+* ``POST /api/v1/flagger/rollback`` and ``POST /api/v1/flagger/confirm-promotion``: Flagger's webhooks
+  (see :mod:`controller.verdict`).
 
-A deliberately small HTTP/1.1 server on asyncio: GET only, one request per connection.
+A deliberately small HTTP/1.1 server on asyncio: one request per connection, bodies up to 64 KiB.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from prometheus_client.registry import Collector
 from controller.decisions import Decision
 from controller.engine import Engine
 from controller.pipeline import PipelineStats
+from controller.verdict import verdict
 
 __all__ = ["HttpServer", "VigilCollector", "agents_view"]
 
@@ -88,6 +92,13 @@ def agents_view(engine: Engine | None) -> dict[str, Any]:
     return out
 
 
+_MAX_BODY = 64 * 1024
+
+
+def _json(status: int, doc: object) -> tuple[int, str, bytes]:
+    return status, "application/json", msgspec.json.encode(doc)
+
+
 class HttpServer:
     """Serves the endpoints on ``host:port`` (port 0 picks a free one)."""
 
@@ -116,10 +127,12 @@ class HttpServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+    def _route(self, method: str, path: str, body: bytes = b"") -> tuple[int, str, bytes]:
+        path = path.split("?", 1)[0]
+        if method == "POST" and path.startswith("/api/v1/flagger/"):
+            return self._flagger(path.removeprefix("/api/v1/flagger/"), body)
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
-        path = path.split("?", 1)[0]
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
         if path == "/healthz":
@@ -130,17 +143,50 @@ class HttpServer:
             return 200, "application/json", msgspec.json.encode(list(self.decisions))
         if path == "/api/v1/agents":
             return 200, "application/json", msgspec.json.encode(agents_view(self.engine()))
+        parts = path.split("/")
+        if len(parts) == 6 and path.startswith("/api/v1/verdict/") and parts[4] and parts[5]:
+            v = verdict(self.engine(), parts[4], parts[5])
+            if v is None:
+                return _json(404, {"error": f"no rollout {parts[4]}/{parts[5]} is watched by this worker"})
+            return _json(200, v)
         return 404, "text/plain", b"not found\n"
+
+    def _flagger(self, hook: str, body: bytes) -> tuple[int, str, bytes]:
+        """Flagger's webhook payload is ``{"name", "namespace", "phase", "metadata": {...}}``; the
+        ``metadata`` may name the AgentRollout (``rollout``) when it differs from the Flagger canary."""
+        if hook not in ("rollback", "confirm-promotion"):
+            return 404, "text/plain", b"not found\n"
+        try:
+            payload = msgspec.json.decode(body) if body else None
+            if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+                raise ValueError("a JSON object with a name is required")
+            meta = payload.get("metadata") or {}
+            name = str(meta.get("rollout") or payload["name"]) if isinstance(meta, dict) else payload["name"]
+            namespace = payload.get("namespace")
+        except (msgspec.DecodeError, ValueError) as exc:
+            return _json(400, {"error": f"invalid webhook payload: {exc}"})
+        v = verdict(self.engine(), namespace if isinstance(namespace, str) else None, name)
+        if v is None:
+            return _json(404, {"error": f"no rollout {namespace}/{name} is watched by this worker"})
+        # Flagger acts on 200 only: roll back when vigil would, promote only on a healthy verdict.
+        go = v["rollback"] if hook == "rollback" else v["healthy"]
+        return _json(200 if go else 412, v)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            status, ctype, body = self._route(method, path)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, *_ = lines[0].split(" ")
+            length = next((int(v) for k, _, v in (h.partition(":") for h in lines[1:])
+                           if k.strip().lower() == "content-length"), 0)
+            if not 0 <= length <= _MAX_BODY:
+                raise ValueError("body too large")
+            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+            status, ctype, body = self._route(method, path, body)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             status, ctype, body = 400, "text/plain", b"bad request\n"
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  503: "Service Unavailable"}[status]
+                  412: "Precondition Failed", 503: "Service Unavailable"}[status]
         writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                      f"Connection: close\r\n\r\n".encode() + body)
         with contextlib.suppress(ConnectionError):

@@ -1,0 +1,109 @@
+"""The endpoints Argo Rollouts (Web metric provider) and Flagger (webhooks) call, over real HTTP, on an
+engine fed simulated traffic: a harmful canary, a healthy one, and one too young to judge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from controller.aggregate import Aggregator
+from controller.config import parse_rollout
+from controller.engine import Engine
+from controller.events import decode_line
+from controller.http import HttpServer
+from controller.pipeline import PipelineStats
+from controller.simulate import Fault, SimConfig, generate
+
+
+def rollout(agent: str, name: str) -> Any:
+    return parse_rollout({"apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": name},
+                          "spec": {"agent": agent, "stable": {"version": "v1"}, "canary": {"version": "v2"}}})
+
+
+def feed(engine: Engine, config: SimConfig) -> None:
+    agg = Aggregator()
+    for i, doc in enumerate(generate(config)):
+        agg.add(decode_line(json.dumps(doc).encode()), "0", i)
+    for p in agg.drain():
+        engine.apply(p)
+    engine.flush()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    eng = Engine([rollout("bad-bot", "bad"), rollout("good-bot", "good"), rollout("new-bot", "new")])
+    feed(eng, SimConfig(agent="bad-bot", duration=240, rate=60, canary_weight=30, seed=1,
+                        faults=(Fault("escalation", onset=0, magnitude=3.0),)))
+    feed(eng, SimConfig(agent="good-bot", duration=600, rate=60, canary_weight=30, seed=2))
+    feed(eng, SimConfig(agent="new-bot", duration=3, rate=5, canary_weight=30, seed=3))
+    return eng
+
+
+def call(port: int, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        return err.code, json.loads(raw) if err.headers.get("Content-Type") == "application/json" else {"text": raw}
+
+
+async def serve(engine: Engine, calls: list[tuple[str, dict[str, Any] | None]]) -> list[tuple[int, Any]]:
+    server = HttpServer(PipelineStats(), lambda: engine, lambda: True, port=0)
+    port = await server.start()
+    try:
+        return [await asyncio.to_thread(call, port, path, body) for path, body in calls]
+    finally:
+        await server.stop()
+
+
+async def test_argo_web_provider_verdicts(engine: Engine) -> None:
+    (s_bad, bad), (s_good, good), (s_new, new), (s_none, none) = await serve(engine, [
+        ("/api/v1/verdict/default/bad", None), ("/api/v1/verdict/default/good", None),
+        ("/api/v1/verdict/prod/new", None), ("/api/v1/verdict/default/nothing", None)])
+    assert s_bad == s_good == s_new == 200 and s_none == 404 and "nothing" in none["error"]
+    # Argo: failureCondition result.rollback == true; successCondition result.healthy == true
+    assert bad["rollback"] is True and bad["healthy"] is False and bad["verdict"] == "unhealthy"
+    assert bad["phase"] == "rolled_back" and bad["agent"] == "bad-bot" and bad["canary"] == "v2"
+    esc = [e for e in bad["evidence"] if e["metric"] == "escalation_rate"]
+    assert esc and esc[0]["canaryValue"] > 2 * esc[0]["stableValue"] and esc[0]["statistic"] >= esc[0]["threshold"]
+    assert "escalation_rate" in bad["alarms"]
+    assert good["healthy"] is True and good["rollback"] is False and good["alarms"] == []
+    assert good["enoughSamples"] is True and good["canarySamples"] >= 50
+    assert new["verdict"] in ("inconclusive", "unknown") and not new["healthy"] and not new["rollback"]
+    for doc in (bad, good):
+        for ev in doc["evidence"]:
+            assert set(ev) == {"metric", "detector", "statistic", "threshold", "pValue", "nCanary", "nStable",
+                               "canaryValue", "stableValue"}
+
+
+async def test_flagger_webhooks(engine: Engine) -> None:
+    results = await serve(engine, [
+        ("/api/v1/flagger/rollback", {"name": "bad", "namespace": "default", "phase": "Progressing"}),
+        ("/api/v1/flagger/rollback", {"name": "good", "namespace": "default", "phase": "Progressing"}),
+        ("/api/v1/flagger/confirm-promotion", {"name": "good", "namespace": "default", "phase": "Promoting"}),
+        ("/api/v1/flagger/confirm-promotion", {"name": "bad", "namespace": "default", "phase": "Promoting"}),
+        ("/api/v1/flagger/confirm-promotion", {"name": "new", "namespace": "default", "phase": "Promoting"}),
+        # the Flagger canary may carry another name: its webhook metadata names the AgentRollout
+        ("/api/v1/flagger/rollback", {"name": "podinfo", "namespace": "default", "metadata": {"rollout": "bad"}}),
+        ("/api/v1/flagger/rollback", {"name": "podinfo", "namespace": "default"}),
+        ("/api/v1/flagger/rollback", {"namespace": "default"}),
+        ("/api/v1/flagger/unknown-hook", {"name": "bad"}),
+    ])
+    codes = [code for code, _ in results]
+    assert codes == [200, 412, 200, 412, 412, 200, 404, 400, 404]
+    assert results[0][1]["rollback"] is True and results[2][1]["healthy"] is True
+
+
+async def test_get_only_paths_refuse_other_methods(engine: Engine) -> None:
+    [(code, _)] = await serve(engine, [("/api/v1/agents", {"x": 1})])
+    assert code == 405
