@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
@@ -69,13 +70,39 @@ def _run(args: argparse.Namespace) -> int:
         settings = PipelineSettings(
             bootstrap=args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
             topic=args.topic, decisions_topic=args.decisions_topic, group=args.group, partitions=args.partitions)
+        kube = _kube_mode(args) if args.cluster == "kubernetes" else None
         worker = Worker(settings, rollouts, InMemoryCluster(),
-                        http_port=None if args.http_port < 0 else args.http_port, http_host=args.http_host)
+                        http_port=None if args.http_port < 0 else args.http_port, http_host=args.http_host,
+                        kube=kube)
         asyncio.run(worker.run(handle_signals=True))
     finally:
         if broker is not None:
             broker.stop()
     return 0
+
+
+def _kube_mode(args: argparse.Namespace) -> Any:
+    """Kubernetes mode's settings: credentials (in-cluster, a kubeconfig, or a plain API URL for tests and
+    local emulators), where to read AgentRollouts, and this replica's Lease identity."""
+    import socket
+
+    import kubernetes
+
+    from controller.kube.lease import LeaseSettings
+    from controller.worker import KubeMode
+
+    if args.kube_api:
+        cfg = kubernetes.client.Configuration()
+        cfg.host = args.kube_api
+        client = kubernetes.client.ApiClient(cfg)
+    elif args.kubeconfig:
+        client = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
+    else:
+        kubernetes.config.load_incluster_config()
+        client = kubernetes.client.ApiClient()
+    lease = LeaseSettings(namespace=args.lease_namespace, name=args.lease_name,
+                          identity=args.identity or socket.gethostname())
+    return KubeMode(client=client, lease=lease, watch_namespace=args.namespace or None)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -111,8 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=3, help="partitions of topics vigil creates (default 3)")
     p.add_argument("--config", action="append", default=[], metavar="ROLLOUT.yaml",
                    help="AgentRollout file (repeatable); without it every agent is watched by track")
-    p.add_argument("--cluster", choices=["memory"], default="memory",
-                   help="cluster backend (memory; the Kubernetes backend is tracked in issue 4)")
+    p.add_argument("--kube-api", metavar="URL", help="Kubernetes API server URL without credentials (an emulator "
+                   "or kubectl proxy); default: in-cluster credentials, or --kubeconfig")
+    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file for --cluster kubernetes outside a pod")
+    p.add_argument("--namespace", default=os.environ.get("VIGIL_WATCH_NAMESPACE", ""),
+                   help="read AgentRollouts in this namespace only (default: all; env VIGIL_WATCH_NAMESPACE)")
+    p.add_argument("--lease-name", default=os.environ.get("VIGIL_LEASE_NAME", "vigil-leader"),
+                   help="the Lease the replicas elect their leader with (env VIGIL_LEASE_NAME)")
+    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                   help="namespace of the Lease (env POD_NAMESPACE)")
+    p.add_argument("--identity", default=os.environ.get("POD_NAME", ""),
+                   help="this replica's identity on the Lease (env POD_NAME; default the host name)")
+    p.add_argument("--cluster", choices=["memory", "kubernetes"], default="memory",
+                   help="where decisions are carried out: memory (no cluster) or kubernetes (AgentRollouts, "
+                        "one leader acting through a Lease)")
     p.add_argument("--http-port", type=int, default=8080, help="metrics/health port; -1 disables")
     p.add_argument("--http-host", default="127.0.0.1", help="address to serve HTTP on (default 127.0.0.1)")
     p.set_defaults(func=_run)

@@ -93,6 +93,17 @@ class Engine:
         self.agents: dict[str, AgentState] = {}
         self.partials = 0
 
+    def set_rollouts(self, rollouts: Iterable[Rollout]) -> None:
+        """Replace the configured rollouts (the cluster's AgentRollouts changed). A running rollout takes the
+        new settings at its next bucket; a new canary version starts a new analysis there."""
+        self.rollouts = {r.agent: r for r in rollouts if r.agent}
+        for agent, st in self.agents.items():
+            r = self.rollouts.get(agent)
+            if r is not None and r != st.rollout:
+                st.rollout = r
+                if st.policy is not None:
+                    st.policy.rollout = r
+
     def state_for(self, agent: str) -> AgentState | None:
         st = self.agents.get(agent)
         if st is None:

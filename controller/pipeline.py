@@ -158,13 +158,20 @@ class IngestStage:
         self.tenants = tenants or {}  # agents whose buckets are split by tenant (see Aggregator)
         self.ready = asyncio.Event()
         self._next_offset: dict[TopicPartition, int] = {}
+        self._agg: Aggregator | None = None
+
+    def set_tenants(self, tenants: dict[str, int]) -> None:
+        """Agents whose buckets are split by tenant, from now on (the rollouts changed)."""
+        self.tenants = dict(tenants)
+        if self._agg is not None:
+            self._agg.tenant_caps = dict(tenants)
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         consumer = _consumer(s, f"{s.group}.ingest")
         consumer.subscribe([s.topic], listener=_Joined(self.ready, self._next_offset.clear))
         producer = _producer(s)
-        agg = Aggregator(self.bucket_seconds, self.tenants)
+        agg = self._agg = Aggregator(self.bucket_seconds, self.tenants)
         try:
             await producer.start()
             await consumer.start()
@@ -264,11 +271,12 @@ class StateStage:
 
     _partial = msgspec.msgpack.Decoder(Partial)
 
-    def __init__(self, settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend,
-                 stats: PipelineStats, on_decision: DecisionHook | None = None) -> None:
+    def __init__(self, settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend | None,
+                 stats: PipelineStats, on_decision: DecisionHook | None = None,
+                 track_mode: bool | None = None) -> None:
         self.settings = settings
         self.rollouts = {r.agent: r for r in rollouts}
-        self.engine = Engine(rollouts)
+        self.engine = Engine(rollouts, track_mode=track_mode)
         self.cluster = cluster
         self.stats = stats
         self.on_decision = on_decision
@@ -339,7 +347,8 @@ class StateStage:
     async def _act(self, decision: Decision) -> None:
         self.stats.decisions[decision.action] += 1
         st = self.engine.agents.get(decision.agent)
-        if st is not None and st.policy is not None:
+        # with no cluster here (Kubernetes mode) the leader's actuator acts, from the decisions topic
+        if self.cluster is not None and st is not None and st.policy is not None:
             await apply_decision(self.cluster, decision, st.policy.stable, st.rollout.scale_canary_to_zero)
         assert self.producer is not None
         await self.producer.send_and_wait(self.settings.decisions_topic, encode(decision),
@@ -395,10 +404,11 @@ class StateStage:
                 await self.producer.stop()
 
 
-async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend,
+async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend | None,
                        stop: asyncio.Event, stats: PipelineStats | None = None,
                        on_decision: DecisionHook | None = None,
-                       started: Callable[[IngestStage, StateStage], None] | None = None) -> PipelineStats:
+                       started: Callable[[IngestStage, StateStage], None] | None = None,
+                       track_mode: bool | None = None) -> PipelineStats:
     """Create the topics if missing and run both stages until ``stop`` is set."""
     stats = stats or PipelineStats()
     p = settings.partitions
@@ -409,7 +419,7 @@ async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], clus
     if len(sizes) > 1:
         raise ValueError("all rollouts of one worker must share spec.analysis.bucketSeconds")
     ingest = IngestStage(settings, stats, bucket_seconds=sizes.pop(), tenants=tenant_caps(rollouts))
-    state = StateStage(settings, rollouts, cluster, stats, on_decision)
+    state = StateStage(settings, rollouts, cluster, stats, on_decision, track_mode=track_mode)
     if started is not None:
         started(ingest, state)
     tasks = [asyncio.create_task(ingest.run(stop), name="vigil-ingest"),

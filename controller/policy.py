@@ -62,6 +62,9 @@ class RolloutPolicy:
                 out.append(self._decide(t, "alert", f"{a.name} of canary {self.canary} looks worse ({why})",
                                         analysis, [a.name]))
         steps = self.rollout.steps
+        if self.rollout.paused:  # held where it is; the analysis still runs and may still roll back
+            self.step_started = t
+            return out
         if self.step_started is None:
             self.step_started = t
         while self.step < len(steps):

@@ -1,4 +1,9 @@
-"""``vigil run``: the live worker (both pipeline stages and the HTTP endpoints) in one process."""
+"""``vigil run``: the live worker (both pipeline stages and the HTTP endpoints) in one process.
+
+With :class:`KubeMode` it also reads the cluster's AgentRollouts, campaigns for the Lease, and, while it
+leads, carries the decisions topic out on the cluster (see :mod:`controller.kube.actuator`); the pipeline
+then acts on no cluster itself, so every replica keeps deciding (its state warm) and only the leader acts.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from controller.cluster import ClusterBackend
 from controller.config import Rollout
@@ -14,9 +21,21 @@ from controller.decisions import Decision
 from controller.http import HttpServer
 from controller.pipeline import IngestStage, PipelineSettings, PipelineStats, StateStage, run_pipeline
 
-__all__ = ["Worker"]
+__all__ = ["KubeMode", "Worker"]
 
 log = logging.getLogger("vigil.worker")
+
+
+@dataclass(frozen=True)
+class KubeMode:
+    client: Any
+    """A ``kubernetes.client.ApiClient`` (in-cluster credentials in a pod; any API server in tests)."""
+    lease: Any
+    """The ``controller.kube.LeaseSettings`` of this replica."""
+    watch_namespace: str | None = None
+    """Read AgentRollouts in this namespace only; None: in every namespace."""
+    refresh_interval: float = 10.0
+    """Seconds between two reads of the AgentRollouts."""
 
 
 class Worker:
@@ -24,10 +43,13 @@ class Worker:
 
     def __init__(self, settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend,
                  http_port: int | None = 8080, http_host: str = "127.0.0.1",
-                 on_decision: Callable[[Decision], None] | None = None) -> None:
+                 on_decision: Callable[[Decision], None] | None = None, kube: KubeMode | None = None) -> None:
         self.settings = settings
         self.rollouts = rollouts
         self.cluster = cluster
+        self.kube = kube
+        self.actuator: Any = None
+        self.election: Any = None
         self.stats = PipelineStats()
         self.stop_event = asyncio.Event()
         self.ingest: IngestStage | None = None
@@ -61,8 +83,59 @@ class Worker:
             port = await self.http.start()
             log.info("serving /metrics, /healthz, /readyz and /api/v1 on %s:%d", self.http.host, port)
         try:
+            if self.kube is not None:
+                return await self._run_kube()
             return await run_pipeline(self.settings, self.rollouts, self.cluster, self.stop_event, self.stats,
                                       on_decision=self._decision, started=self._started)
         finally:
             if self.http is not None:
                 await self.http.stop()
+
+    async def _run_kube(self) -> PipelineStats:
+        from controller.aggregate import tenant_caps
+        from controller.kube.actuator import Actuator, ActuatorSettings, target_of
+        from controller.kube.backend import KubernetesCluster
+        from controller.kube.lease import LeaderElection
+        from controller.kube.rollouts import RolloutSource
+
+        assert self.kube is not None
+        kube = self.kube
+        current: dict[str, Rollout] = {}
+
+        def changed(rollouts: list[Rollout]) -> None:
+            current.clear()
+            current.update({r.agent: r for r in rollouts if r.agent})
+            if self.state is not None:
+                self.state.engine.set_rollouts(rollouts)
+            if self.ingest is not None:
+                self.ingest.set_tenants(tenant_caps(rollouts))
+            log.info("watching %d AgentRollout(s): %s", len(current), ", ".join(sorted(current)))
+
+        source = RolloutSource(kube.client, changed, kube.watch_namespace, static=self.rollouts,
+                               interval=kube.refresh_interval)
+        try:
+            await source.refresh()
+        except Exception as exc:  # noqa: BLE001 - start with the files' rollouts; the loop retries
+            log.warning("could not list AgentRollouts at start: %s", exc)
+        backend = KubernetesCluster(kube.client, lambda agent: target_of(current[agent], kube.lease.namespace),
+                                    instance=kube.lease.identity)
+        self.cluster = backend
+        self.election = election = LeaderElection(kube.lease, kube.client)
+        s = self.settings
+        self.actuator = Actuator(
+            ActuatorSettings(bootstrap=s.bootstrap, decisions_topic=s.decisions_topic, group=s.group,
+                             session_timeout_ms=s.session_timeout_ms),
+            backend.apply, current.get, lambda: election.is_leader, election.wait_leader)
+        tasks = [asyncio.create_task(source.run(self.stop_event), name="vigil-rollouts"),
+                 asyncio.create_task(election.run(), name="vigil-lease"),
+                 asyncio.create_task(self.actuator.run(self.stop_event), name="vigil-actuator")]
+        try:
+            return await run_pipeline(s, source.current, None, self.stop_event, self.stats,
+                                      on_decision=self._decision, started=self._started, track_mode=False)
+        finally:
+            self.stop_event.set()
+            with contextlib.suppress(Exception):
+                await election.release()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

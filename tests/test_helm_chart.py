@@ -10,7 +10,6 @@ CRD is kept in step with the dataclasses of ``controller/config.py``.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import dataclasses
@@ -447,16 +446,15 @@ def test_arguments_are_those_of_vigil_run(chart: helm.Chart) -> None:
     assert c["command"] == ["vigil"]
     args = [re.sub(r"\$\((\w+)\)", lambda m: data[m.group(1)], a) for a in c["args"]]
     assert args[:3] == ["run", "--cluster", "kubernetes"]
-    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    cluster = next(a for a in subcommands.choices["run"]._actions if "--cluster" in a.option_strings)
-    today = ["memory" if a == "kubernetes" else a for a in args]
-    parsed = build_parser().parse_args(today)
+    parsed = build_parser().parse_args(args)
     assert (parsed.bootstrap, parsed.topic, parsed.decisions_topic) == (
         "kafka-0.kafka:9093,kafka-1.kafka:9093", "agents.events", "agents.decisions")
     assert (parsed.group, parsed.partitions, parsed.http_host, parsed.http_port) == ("vigil-prod", 12, "0.0.0.0", 8080)
-    if "kubernetes" not in (cluster.choices or ()):
-        pytest.xfail("vigil run --cluster has no kubernetes backend yet (issue 4); every other option parses")
-    assert build_parser().parse_args(args).cluster == "kubernetes"
+    assert parsed.cluster == "kubernetes"
+    # the lease and the namespace come from the environment the chart sets
+    env = env_of(c)
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert {"VIGIL_LEASE_NAME", "VIGIL_WATCH_NAMESPACE"} <= set(data)
 
 
 def test_environment(chart: helm.Chart) -> None:

@@ -1,0 +1,175 @@
+"""Kubernetes mode: every replica decides, one leader acts.
+
+The state stages of all replicas share one consumer group: each decides for the agents of its partitions
+and publishes every decision on the decisions topic (one partition, so one order). The replica holding the
+Lease reads that topic in its own consumer group (``<group>.actuator``) and carries each decision out on the
+cluster, committing its offset only once it has landed, or has failed for good (the AgentRollout's status
+and an Event then say so). A leader that dies or loses the Lease mid-rollback leaves the offset
+uncommitted, and the next leader carries the same decision out again: actions are idempotent (weights set
+to a value, a template restored), so a repeat is harmless and a rollback is never lost.
+
+The rollback policy is enforced here, where the cluster is touched: within ``cooldown`` of the last
+rollback of an agent, or after ``maxActions`` rollbacks of its resource, a rollback is reported as an alert
+instead of carried out (protection against a deploy loop re-applying a bad version). These counts are kept
+by the acting leader from the decisions it has read, so a new leader that replays the topic rebuilds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from controller.config import Rollout
+from controller.decisions import Decision, decode
+from controller.kube.errors import KubeError, PermanentError
+from controller.kube.target import KubeTarget
+
+__all__ = ["Actuator", "ActuatorSettings", "target_of"]
+
+log = logging.getLogger("vigil.actuator")
+
+
+def target_of(rollout: Rollout, default_namespace: str = "default") -> KubeTarget:
+    """Where ``rollout`` lives on the cluster."""
+    assert rollout.agent and rollout.stable and rollout.canary, "a rollout on a cluster names its versions"
+    return KubeTarget(
+        namespace=rollout.namespace or default_namespace, name=rollout.name or rollout.agent, agent=rollout.agent,
+        stable_version=rollout.stable.version, canary_version=rollout.canary.version,
+        stable_deployment=rollout.stable.deployment, canary_deployment=rollout.canary.deployment,
+        stable_service=rollout.stable.service, canary_service=rollout.canary.service,
+        router=rollout.traffic.router,  # type: ignore[arg-type]
+        route_name=rollout.traffic.name, istio_route=rollout.traffic.route,
+        total_replicas=rollout.traffic.replicas, scale_canary_to_zero=rollout.rollback.scale_canary_to_zero)
+
+
+@dataclass(frozen=True)
+class ActuatorSettings:
+    bootstrap: str
+    """Kafka bootstrap servers."""
+    decisions_topic: str = "vigil.decisions"
+    """The topic the state stages publish decisions on."""
+    group: str = "vigil"
+    """Consumer group prefix: the actuator reads in ``<group>.actuator``."""
+    session_timeout_ms: int = 6000
+    """Consumer session timeout."""
+    retry_initial: float = 1.0
+    """Seconds before the first retry of a decision whose writes failed for now."""
+    retry_max: float = 30.0
+    """Longest wait between two retries of one decision (it is retried until it lands or leadership ends)."""
+
+
+class Actuator:
+    """Carries out the decisions topic on the cluster while ``is_leader()`` holds."""
+
+    def __init__(self, settings: ActuatorSettings, apply: Callable[[Decision], Awaitable[None]],
+                 rollout_of: Callable[[str], Rollout | None], is_leader: Callable[[], bool],
+                 wait_leader: Callable[[], Awaitable[None]], *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.settings = settings
+        self.apply = apply
+        self.rollout_of = rollout_of
+        self.is_leader = is_leader
+        self.wait_leader = wait_leader
+        self.clock = clock
+        self.sleep = sleep
+        self.rollbacks: dict[str, list[float]] = {}
+        """Per agent, when its rollbacks were carried out (event time of the decision)."""
+        self.applied = 0
+        self.failed = 0
+        self.withheld = 0
+
+    def guard(self, d: Decision) -> Decision:
+        """``d``, or an alert in its place when the rollback policy withholds it."""
+        if d.action != "rollback":
+            return d
+        rollout = self.rollout_of(d.agent)
+        if rollout is None:
+            return d
+        policy = rollout.rollback
+        t = _seconds(d.time)
+        done = self.rollbacks.get(d.agent, [])
+        why = None
+        if len(done) >= policy.max_actions:
+            why = f"{len(done)} rollbacks already carried out (spec.rollback.maxActions={policy.max_actions})"
+        elif done and t - done[-1] < policy.cooldown:
+            why = f"a rollback {t - done[-1]:.0f} s ago is within spec.rollback.cooldown={policy.cooldown:g} s"
+        if why is None:
+            return d
+        self.withheld += 1
+        return msgspec.structs.replace(d, action="alert", reason=f"rollback withheld: {why}; {d.reason}")
+
+    async def carry_out(self, d: Decision, stop: asyncio.Event) -> bool:
+        """Apply ``d`` until it lands or fails for good: True; False when leadership or the run ends first."""
+        d = self.guard(d)
+        delay = self.settings.retry_initial
+        while True:
+            if stop.is_set() or not self.is_leader():
+                return False
+            try:
+                await self.apply(d)
+            except PermanentError as exc:
+                self.failed += 1
+                log.error("cannot carry out %s of %s (%s): %s", d.action, d.agent, d.version, exc)
+                return True
+            except KubeError as exc:  # temporary: conflicts, 5xx, timeouts
+                log.warning("%s of %s not applied yet, retrying in %.0f s: %s", d.action, d.agent, delay, exc)
+                await self.sleep(delay)
+                delay = min(self.settings.retry_max, 2 * delay)
+                continue
+            except Exception:  # a bug must not stop the stream: report it and go on with the next decision
+                self.failed += 1
+                log.exception("unexpected error carrying out %s of %s", d.action, d.agent)
+                return True
+            if d.action == "rollback":
+                self.rollbacks.setdefault(d.agent, []).append(_seconds(d.time))
+            self.applied += 1
+            return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            waiting = asyncio.ensure_future(self.wait_leader())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for f in (waiting, stopping):
+                f.cancel()
+            if stop.is_set():
+                return
+            log.info("leading: carrying out decisions from %s", self.settings.decisions_topic)
+            await self._lead(stop)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            s.decisions_topic, bootstrap_servers=s.bootstrap, group_id=f"{s.group}.actuator",
+            enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(100, s.session_timeout_ms // 3))
+        await consumer.start()
+        try:
+            while not stop.is_set() and self.is_leader():
+                batch = await consumer.getmany(timeout_ms=200, max_records=100)
+                for tp, records in batch.items():
+                    for r in records:
+                        try:
+                            d = decode(r.value)
+                        except (msgspec.DecodeError, TypeError):
+                            log.error("skipped an undecodable decision at %s/%d/%d", tp.topic, tp.partition, r.offset)
+                            await consumer.commit({tp: r.offset + 1})
+                            continue
+                        if not await self.carry_out(d, stop):
+                            return  # not committed: the next leader carries it out
+                        await consumer.commit({TopicPartition(tp.topic, tp.partition): r.offset + 1})
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+
+def _seconds(iso_time: str) -> float:
+    return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,137 @@
+"""Kubernetes mode end to end: events on the embedded Kafka broker, AgentRollouts, Deployments and an
+HTTPRoute on the emulated API server (real HTTP, the official client), two vigil replicas electing a leader
+through a Lease. The harmful canary is stepped to 25%, then rolled back on the cluster by the leader alone;
+the resource's status, an Event and the decisions topic all carry the decision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+
+from controller.broker import EmbeddedBroker
+from controller.cluster import InMemoryCluster
+from controller.decisions import Decision
+from controller.kube.lease import LeaseSettings
+from controller.pipeline import PipelineSettings
+from controller.simulate import Fault, SimConfig, generate
+from controller.worker import KubeMode, Worker
+from tests.conftest import produce
+from tests.kube_emulator import EmulatorThread
+
+NS = "shop"
+START = 1_790_000_000.0
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[EmulatorThread]:
+    emu = EmulatorThread().start()
+    yield emu
+    emu.stop()
+
+
+def deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": "bot", "version": version}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "bot", "image": f"bot:{version}"}]}}}}
+
+
+def seed_cluster(kube: EmulatorThread, agent: str) -> None:
+    client = kube.api_client()
+    apps = kubernetes.client.AppsV1Api(client)
+    co = kubernetes.client.CustomObjectsApi(client)
+    apps.create_namespaced_deployment(NS, deployment(f"{agent}-v1", "v1", 3))
+    apps.create_namespaced_deployment(NS, deployment(f"{agent}-v2", "v2", 1))
+    co.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", NS, "httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": f"{agent}-route", "namespace": NS},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
+            {"name": f"{agent}-v1", "port": 80, "weight": 100}, {"name": f"{agent}-v2", "port": 80, "weight": 0}]}]}})
+    co.create_namespaced_custom_object("vigil.dev", "v1alpha1", NS, "agentrollouts", {
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": agent, "namespace": NS},
+        "spec": {"agent": agent, "stable": {"version": "v1", "deployment": f"{agent}-v1"},
+                 "canary": {"version": "v2", "deployment": f"{agent}-v2"},
+                 "traffic": {"router": "gatewayAPI", "name": f"{agent}-route"},
+                 "steps": [{"setWeight": 25}, {"pause": {"duration": "1h"}}],
+                 "rollback": {"scaleCanaryToZero": True}}})
+
+
+def read(kube: EmulatorThread, agent: str) -> dict[str, Any]:
+    client = kube.api_client()
+    co = kubernetes.client.CustomObjectsApi(client)
+    apps = kubernetes.client.AppsV1Api(client)
+    route = co.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", NS, "httproutes", f"{agent}-route")
+    ar = co.get_namespaced_custom_object("vigil.dev", "v1alpha1", NS, "agentrollouts", agent)
+    events = kubernetes.client.CoreV1Api(client).list_namespaced_event(NS).items
+    return {"weights": {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]},
+            "status": ar.get("status") or {},
+            "canary_replicas": apps.read_namespaced_deployment(f"{agent}-v2", NS).spec.replicas,
+            "events": [(e.reason, e.type, e.involved_object.name) for e in events]}
+
+
+async def until(cond: Callable[[], Any], timeout: float, runs: list[asyncio.Task[Any]]) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await asyncio.to_thread(cond)
+        if got:
+            return got
+        for r in runs:
+            if r.done():
+                r.result()
+                raise AssertionError("a worker stopped")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met in time; last: {got!r}")
+        await asyncio.sleep(0.3)
+
+
+async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
+        broker: EmbeddedBroker, unique: Callable[[str], str], kube: EmulatorThread) -> None:
+    agent = unique("bot").replace("_", "-")
+    await asyncio.to_thread(seed_cluster, kube, agent)
+    settings = PipelineSettings(bootstrap=broker.bootstrap, topic=unique("events"), decisions_topic=unique("dec"),
+                                group=unique("g"), partitions=2, session_timeout_ms=4000, checkpoint_interval=0.2)
+    lease_name = unique("lease")
+    decided: list[list[Decision]] = [[], []]
+    workers = [Worker(settings, [], InMemoryCluster(), http_port=None, on_decision=decided[i].append,
+                      kube=KubeMode(kube.api_client(), LeaseSettings(namespace=NS, name=lease_name, identity=f"pod-{i}",
+                                                                     lease_duration=4, renew_deadline=3.0,
+                                                                     retry_period=0.5),
+                                    watch_namespace=NS, refresh_interval=1.0))
+               for i in range(2)]
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await until(lambda: all(w.is_ready() for w in workers), 60, runs)
+        await until(lambda: any(w.election and w.election.is_leader for w in workers), 30, runs)
+        events = list(generate(SimConfig(agent=agent, rate=60, duration=240, seed=5, start=START, canary_weight=25,
+                                         faults=(Fault("escalation", onset=60.0, magnitude=3.0),))))
+        records = [(agent.encode(), json.dumps(e).encode(), None) for e in events]
+        await asyncio.to_thread(produce, broker.bootstrap, settings.topic, records)
+        # the step first, then the rollback: weights back to stable in one write, the canary scaled to zero
+        state = await until(lambda: (s := read(kube, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
+        assert state["weights"] == {f"{agent}-v1": 100, f"{agent}-v2": 0}
+        assert state["canary_replicas"] == 0
+        status = state["status"]
+        assert status["lastDecision"]["action"] == "rollback" and status["canaryWeight"] == 0
+        # escalations tripled: fewer resolved conversations too; either test may be the first to act
+        assert {e["metric"] for e in status["lastDecision"]["evidence"]} & {"escalation_rate", "resolution_rate"}
+        assert status["rollback"]["state"] == "Applied"
+        conds = {c["type"]: c for c in status["conditions"]}
+        assert conds["RolledBack"]["status"] == "True" and conds["Healthy"]["status"] == "False"
+        reasons = {r for r, _, name in state["events"] if name == agent}
+        assert {"WeightSet", "RolledBack"} <= reasons, state["events"]
+        # one replica decided each decision (the agent's partition), the two never both
+        actions = [d.action for ds in decided for d in ds]
+        assert actions.count("rollback") == 1 and "set_weight" in actions
+        leaders = [w for w in workers if w.election.is_leader]
+        assert len(leaders) == 1 and leaders[0].actuator.applied >= 2
+        assert all(w.actuator.applied == 0 for w in workers if w is not leaders[0])
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*runs, return_exceptions=True)
