@@ -241,6 +241,8 @@ class _Stream:
         mu = mul(s1, m.inv_kappa)
         s1 *= mu
         b -= s1
+        # b >= 2 BETA0 exactly; differences of running sums can cancel below it (or to 0) on huge values
+        np.maximum(b, 2.0 * BETA0, out=b)
         d2 = np.subtract(z[:, None], mu, out=mu)
         d2 *= d2
         x = mul(b, m.c, out=s1)
@@ -259,6 +261,7 @@ class _Stream:
             fmu = f1 * inv_kappa
             fb += 2.0 * BETA0
             fb -= f1 * fmu
+            np.maximum(fb, 2.0 * BETA0, out=fb)
             fd = z[first:] - fmu
             fd *= fd
             fx = fb * c

@@ -153,3 +153,13 @@ def test_no_alarm_during_the_warmup_and_a_restart_after_an_alarm() -> None:
     assert all(not 100 < a <= 130 for a in alarms)
     assert det.n == len(xs) - 1 - alarms[-1] and det.n >= 30 and len(alarms) == 1
     assert det._loc == pytest.approx(20, abs=1)
+
+
+def test_huge_values_after_a_flat_stretch_stay_finite() -> None:
+    # a flat warm-up gives a tiny scale, so later values are enormous once standardised: differences of
+    # running sums cancel there, and must not turn into log(0) (warnings are errors in the tests)
+    xs = np.concatenate([np.full(300, 5.0), [5.0 + 1e9], np.full(50, 5.0), np.linspace(0, 1e12, 400)])
+    det, one = BOCPD(), BOCPD()
+    alarms = det.update_many(xs)
+    assert len(alarms) >= 1 and np.isfinite(det.statistic)
+    assert [i for i, x in enumerate(xs) if one.update(float(x))] == alarms.tolist()
