@@ -33,11 +33,14 @@ __all__ = ["HttpServer", "VigilCollector", "agents_view"]
 
 
 class VigilCollector(Collector):
-    """Reads the pipeline counters and each agent's tests when Prometheus scrapes."""
+    """Reads the pipeline counters and each agent's tests when Prometheus scrapes; with ``notifications``
+    (giving the worker's :class:`~controller.notify.Notifier` or None), the webhook deliveries too."""
 
-    def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None]) -> None:
+    def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None],
+                 notifications: Callable[[], Any] | None = None) -> None:
         self.stats = stats
         self.engine = engine
+        self.notifications = notifications
 
     def collect(self) -> Iterator[Any]:
         s = self.stats
@@ -54,6 +57,13 @@ class VigilCollector(Collector):
         yield CounterMetricFamily("vigil_checkpoints", "State checkpoints written", value=s.checkpoints)
         yield GaugeMetricFamily("vigil_last_event_time_seconds", "Newest event time seen",
                                 value=s.last_event_time)
+        notifier = self.notifications() if self.notifications is not None else None
+        if notifier is not None:
+            sent = CounterMetricFamily("vigil_notifications", "Decision notifications to webhooks, by outcome",
+                                       labels=["outcome"])
+            sent.add_metric(["sent"], notifier.sent)
+            sent.add_metric(["failed"], notifier.failed)
+            yield sent
         engine = self.engine()
         if engine is None:
             return
@@ -104,13 +114,14 @@ class HttpServer:
 
     def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None],
                  ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 8080,
-                 registry: CollectorRegistry | None = None, keep: int = 100) -> None:
+                 registry: CollectorRegistry | None = None, keep: int = 100,
+                 notifications: Callable[[], Any] | None = None) -> None:
         self.host = host
         self.port = port
         self.engine = engine
         self.ready = ready
         self.registry = registry or CollectorRegistry()
-        self.registry.register(VigilCollector(stats, engine))
+        self.registry.register(VigilCollector(stats, engine, notifications))
         self.decisions: deque[Decision] = deque(maxlen=keep)
         self._server: asyncio.Server | None = None
 

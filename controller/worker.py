@@ -3,6 +3,8 @@
 With :class:`KubeMode` it also reads the cluster's AgentRollouts, campaigns for the Lease, and, while it
 leads, carries the decisions topic out on the cluster (see :mod:`controller.kube.actuator`); the pipeline
 then acts on no cluster itself, so every replica keeps deciding (its state warm) and only the leader acts.
+The leader's actuator also sends each decision it carried out to the rollout's webhooks
+(:mod:`controller.notify`).
 """
 
 from __future__ import annotations
@@ -50,13 +52,15 @@ class Worker:
         self.kube = kube
         self.actuator: Any = None
         self.election: Any = None
+        self.notifier: Any = None
         self.stats = PipelineStats()
         self.stop_event = asyncio.Event()
         self.ingest: IngestStage | None = None
         self.state: StateStage | None = None
         self.user_hook = on_decision
         self.http = None if http_port is None else HttpServer(
-            self.stats, lambda: self.state.engine if self.state else None, self.is_ready, http_host, http_port)
+            self.stats, lambda: self.state.engine if self.state else None, self.is_ready, http_host, http_port,
+            notifications=lambda: self.notifier)
 
     def is_ready(self) -> bool:
         return bool(self.ingest and self.ingest.ready.is_set() and self.state and self.state.ready.is_set())
@@ -97,6 +101,7 @@ class Worker:
         from controller.kube.backend import KubernetesCluster
         from controller.kube.lease import LeaderElection
         from controller.kube.rollouts import RolloutSource
+        from controller.notify import Notifier
 
         assert self.kube is not None
         kube = self.kube
@@ -121,11 +126,12 @@ class Worker:
                                     instance=kube.lease.identity)
         self.cluster = backend
         self.election = election = LeaderElection(kube.lease, kube.client)
+        self.notifier = notifier = Notifier(current.get, kube.client, default_namespace=kube.lease.namespace)
         s = self.settings
         self.actuator = Actuator(
             ActuatorSettings(bootstrap=s.bootstrap, decisions_topic=s.decisions_topic, group=s.group,
                              session_timeout_ms=s.session_timeout_ms),
-            backend.apply, current.get, lambda: election.is_leader, election.wait_leader)
+            backend.apply, current.get, lambda: election.is_leader, election.wait_leader, notify=notifier)
         tasks = [asyncio.create_task(source.run(self.stop_event), name="vigil-rollouts"),
                  asyncio.create_task(election.run(), name="vigil-lease"),
                  asyncio.create_task(self.actuator.run(self.stop_event), name="vigil-actuator")]
@@ -139,3 +145,4 @@ class Worker:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await notifier.aclose()

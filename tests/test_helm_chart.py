@@ -43,6 +43,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                                            "labels": {"release": "kube-prometheus-stack"}}},
     "namespaced-rbac": {"rbac": {"clusterWide": False}},
     "routers": {"traffic": {"gatewayAPI": True, "istio": True}},
+    "notification-secrets": {"rbac": {"readNotificationSecrets": True}},
+    "notification-secrets-namespaced": {"rbac": {"clusterWide": False, "readNotificationSecrets": True}},
     "existing-admin-secret": {"adminToken": {"existingSecret": "vigil-admin", "existingSecretKey": "token"}},
     "single-replica": {"replicaCount": 1},
     "custom": {
@@ -82,6 +84,8 @@ BASE_RULES = {
 GATEWAY_RULES = {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "list", "watch", "patch")}
 ISTIO_RULES = {("networking.istio.io", "virtualservices", v) for v in ("get", "list", "watch", "patch")}
 LEASE_RULES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+# Only with rbac.readNotificationSecrets: the webhooks' bearer tokens.
+SECRET_RULES = {("", "secrets", "get")}
 
 # CRD fields (paths under the AgentRollout, "[]" for the items of a list) that controller/config.py does not read
 # yet; a path here allows everything under it. Keep it empty: every CRD field maps onto a config field.
@@ -255,6 +259,7 @@ def test_chart_metadata(chart: helm.Chart) -> None:
     assert (chart.name, chart.version) == ("vigil", "0.1.0")
     assert chart.values["replicaCount"] == 2 and chart.values["serviceMonitor"]["enabled"] is False
     assert chart.values["rbac"]["clusterWide"] is True
+    assert chart.values["rbac"]["readNotificationSecrets"] is False
     assert chart.values["image"]["repository"] == "ghcr.io/vigil-dev/vigil"
 
 
@@ -311,6 +316,7 @@ def test_lint_reports_invalid_values() -> None:
     ({"podAnnotations": {"a": 1}}, "'/podAnnotations/a'"),
     ({"extraEnv": [{"value": "x"}]}, "'/extraEnv/0'"),
     ({"traffic": {"linkerd": True}}, "'/traffic': additional properties 'linkerd'"),
+    ({"rbac": {"readNotificationSecrets": "yes"}}, "'/rbac/readNotificationSecrets'"),
 ])
 def test_invalid_values_are_refused_naming_the_field(chart: helm.Chart, values: dict[str, Any], where: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
@@ -357,6 +363,8 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     ("default", True, set()),
     ("namespaced-rbac", False, set()),
     ("routers", True, GATEWAY_RULES | ISTIO_RULES),
+    ("notification-secrets", True, SECRET_RULES),
+    ("notification-secrets-namespaced", False, SECRET_RULES),
 ])
 def test_rbac_is_exactly_least_privilege(chart: helm.Chart, name: str, cluster_wide: bool,
                                          extra: set[tuple[str, str, str]]) -> None:

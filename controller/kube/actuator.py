@@ -11,7 +11,14 @@ to a value, a template restored), so a repeat is harmless and a rollback is neve
 The rollback policy is enforced here, where the cluster is touched: within ``cooldown`` of the last
 rollback of an agent, or after ``maxActions`` rollbacks of its resource, a rollback is reported as an alert
 instead of carried out (protection against a deploy loop re-applying a bad version). These counts are kept
-by the acting leader from the decisions it has read, so a new leader that replays the topic rebuilds them.
+in memory by the acting leader, from the decisions it has carried out since it took the Lease: a new leader
+starts them afresh (a known limit; the AgentRollout's status would be the place to persist them).
+
+Once a decision has landed, or failed for good, it is handed to ``notify(decision, applied, error)`` (the
+webhooks of :mod:`controller.notify`): the decision as carried out (a withheld rollback as its alert), whether
+it was applied, and why not. Only the leader gets there, so a notification goes out once (again only when a
+new leader repeats a decision whose offset was not committed). ``notify`` must return at once; whatever it
+raises is logged and never stops the stream.
 """
 
 from __future__ import annotations
@@ -72,7 +79,8 @@ class Actuator:
     def __init__(self, settings: ActuatorSettings, apply: Callable[[Decision], Awaitable[None]],
                  rollout_of: Callable[[str], Rollout | None], is_leader: Callable[[], bool],
                  wait_leader: Callable[[], Awaitable[None]], *, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 notify: Callable[[Decision, bool, str | None], None] | None = None) -> None:
         self.settings = settings
         self.apply = apply
         self.rollout_of = rollout_of
@@ -80,6 +88,8 @@ class Actuator:
         self.wait_leader = wait_leader
         self.clock = clock
         self.sleep = sleep
+        self.notify = notify
+        """Told of every decision carried out or failed for good: ``(decision, applied, error)``."""
         self.rollbacks: dict[str, list[float]] = {}
         """Per agent, when its rollbacks were carried out (event time of the decision)."""
         self.applied = 0
@@ -118,20 +128,31 @@ class Actuator:
             except PermanentError as exc:
                 self.failed += 1
                 log.error("cannot carry out %s of %s (%s): %s", d.action, d.agent, d.version, exc)
+                self._notify(d, False, exc.message)
                 return True
             except KubeError as exc:  # temporary: conflicts, 5xx, timeouts
                 log.warning("%s of %s not applied yet, retrying in %.0f s: %s", d.action, d.agent, delay, exc)
                 await self.sleep(delay)
                 delay = min(self.settings.retry_max, 2 * delay)
                 continue
-            except Exception:  # a bug must not stop the stream: report it and go on with the next decision
+            except Exception as exc:  # a bug must not stop the stream: report it and go on with the next decision
                 self.failed += 1
                 log.exception("unexpected error carrying out %s of %s", d.action, d.agent)
+                self._notify(d, False, f"unexpected error: {type(exc).__name__}")
                 return True
             if d.action == "rollback":
                 self.rollbacks.setdefault(d.agent, []).append(_seconds(d.time))
             self.applied += 1
+            self._notify(d, True, None)
             return True
+
+    def _notify(self, d: Decision, applied: bool, error: str | None) -> None:
+        if self.notify is None:
+            return
+        try:
+            self.notify(d, applied, error)
+        except Exception:  # notifications never fail the actuator
+            log.exception("could not hand the %s of %s to the notifier", d.action, d.agent)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

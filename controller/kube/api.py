@@ -40,7 +40,8 @@ def with_version(obj: Obj, patch: Obj) -> Obj:
 
 
 class KubeApi:
-    """Deployments, ReplicaSets, custom objects and Events, as dicts, through one ``ApiClient``."""
+    """Deployments, ReplicaSets, custom objects, Events and (for webhook tokens) Secrets, as dicts, through one
+    ``ApiClient``."""
 
     def __init__(self, client: kubernetes.client.ApiClient, request_timeout: Timeout = (5.0, 30.0),
                  field_manager: str = "vigil") -> None:
@@ -92,3 +93,7 @@ class KubeApi:
     async def create_event(self, namespace: str, event: Obj) -> Obj:
         return await self._call(self.core.create_namespaced_event, namespace, event,
                                 field_manager=self.field_manager)
+
+    async def get_secret(self, namespace: str, name: str) -> Obj:
+        """A Secret as the server sends it (``data`` values base64-encoded); needs ``get`` on ``secrets``."""
+        return await self._call(self.core.read_namespaced_secret, name, namespace)

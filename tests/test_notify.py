@@ -1,0 +1,349 @@
+"""Decision notifications (controller/notify.py) through the leader's actuator: a real HTTP receiver on 127.0.0.1
+(http.server in a thread) gets the webhooks, and the bearer tokens come from Secrets on the emulated API server
+(real HTTP, the official client)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import dataclasses
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import kubernetes
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from controller.config import Rollout
+from controller.decisions import Decision, Evidence, iso
+from controller.http import VigilCollector
+from controller.kube.actuator import Actuator, ActuatorSettings
+from controller.kube.errors import PermanentError
+from controller.notify import Notifier, payload, where
+from controller.pipeline import PipelineStats
+from tests.kube_emulator import EmulatorThread
+from tests.test_actuator import Recorder
+from tests.test_actuator import rollout as make_rollout
+from tests.test_engine import T0
+
+EVIDENCE = Evidence(metric="escalation_rate", detector="msprt", statistic=5.25, threshold=4.61, p_value=0.003,
+                    n_canary=120, n_stable=900, canary_value=0.3, stable_value=0.1)
+SECRET_CONVERSATION = "conv-7f3a-customer-said-something-private"
+
+
+class Receiver:
+    """A webhook endpoint: records every POST, answers the queued statuses (then 200)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: collections.deque[int] = collections.deque()
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    status = outer.statuses.popleft() if outer.statuses else 200
+                    outer.requests.append({"path": self.path, "raw": raw,
+                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), name="webhook-receiver",
+                                       daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [json.loads(r["raw"]) for r in self.requests if r["path"] == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+    r.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EmulatorThread]:
+    e = EmulatorThread().start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def client(emu: EmulatorThread) -> Iterator[kubernetes.client.ApiClient]:
+    c = emu.api_client()
+    yield c
+    c.close()
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def rollout(*hooks: dict[str, Any], namespace: str = "shop", **spec: Any) -> Rollout:
+    return dataclasses.replace(make_rollout(notifications=list(hooks), **spec), namespace=namespace)
+
+
+def decision(action: str, t: float = T0, version: str = "v2") -> Decision:
+    return Decision(time=iso(t), agent="bot", action=action, version=version,  # type: ignore[arg-type]
+                    weights={"v1": 90.0, version: 10.0}, reason=f"{action}: escalation_rate is worse",
+                    evidence=[EVIDENCE], examples=[SECRET_CONVERSATION, "conv-2"])
+
+
+def actuator(r: Rollout, notifier: Any, apply: Recorder | None = None) -> Actuator:
+    async def wait() -> None:
+        return None
+
+    return Actuator(ActuatorSettings(bootstrap="unused:0"), apply or Recorder(),
+                    lambda agent: r if agent == r.agent else None, lambda: True, wait, notify=notifier)
+
+
+def notifier_for(r: Rollout, **kw: Any) -> Notifier:
+    kw.setdefault("sleep", Sleeps())
+    return Notifier(lambda agent: r if agent == r.agent else None, **kw)
+
+
+async def test_only_the_listed_actions_are_sent_and_never_the_examples(receiver: Receiver) -> None:
+    r = rollout({"webhook": receiver.url("/rollbacks"), "actions": ["rollback"]},
+                {"webhook": receiver.url("/others"), "actions": ["promote", "alert"]},
+                rollback={"cooldown": "10m"})
+    n = notifier_for(r)
+    act = actuator(r, n)
+    stop = asyncio.Event()
+    for d in (decision("set_weight"), decision("rollback"), decision("rollback", T0 + 60),  # withheld: an alert
+              decision("promote", T0 + 120), decision("pause", T0 + 130)):
+        assert await act.carry_out(d, stop)
+    assert await n.join(5)
+
+    (rollback,) = receiver.bodies("/rollbacks")
+    assert [(b["action"], b["time"]) for b in receiver.bodies("/others")] == [
+        ("alert", iso(T0 + 60)), ("promote", iso(T0 + 120))]
+    assert (n.sent, n.failed) == (3, 0)
+    assert rollback == {
+        "kind": "vigil.decision", "rollout": {"namespace": "shop", "name": "bot-rollout"}, "agent": "bot",
+        "action": "rollback", "version": "v2", "time": iso(T0), "reason": "rollback: escalation_rate is worse",
+        "weights": {"v1": 90.0, "v2": 10.0},
+        "evidence": [{"metric": "escalation_rate", "detector": "msprt", "statistic": 5.25, "threshold": 4.61,
+                      "pValue": 0.003, "nCanary": 120, "nStable": 900, "canaryValue": 0.3, "stableValue": 0.1}],
+        "cluster": {"applied": True, "error": None}}
+    assert "rollback withheld" in receiver.bodies("/others")[0]["reason"]
+    for req in receiver.requests:
+        assert b"examples" not in req["raw"] and SECRET_CONVERSATION.encode() not in req["raw"]
+        assert req["headers"]["content-type"] == "application/json"
+        assert "authorization" not in req["headers"]
+        assert len(req["headers"]["x-vigil-decision-id"]) == 32
+
+
+async def test_a_decision_that_failed_on_the_cluster_says_so(receiver: Receiver) -> None:
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback"]})
+    n = notifier_for(r)
+    act = actuator(r, n, Recorder([PermanentError("403 Forbidden: deployments is forbidden")]))
+    assert await act.carry_out(decision("rollback"), asyncio.Event())
+    assert await n.join(5)
+    (body,) = receiver.bodies("/hook")
+    assert body["cluster"] == {"applied": False, "error": "403 Forbidden: deployments is forbidden"}
+    assert act.failed == 1 and n.sent == 1
+
+
+def seed_secret(client: kubernetes.client.ApiClient, ns: str, name: str, data: dict[str, str]) -> None:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    kubernetes.client.CoreV1Api(client).create_namespaced_secret(ns, body, _preload_content=False).release_conn()
+
+
+async def test_the_bearer_token_comes_from_the_secret_and_is_cached_for_60_s(
+        receiver: Receiver, emu: EmulatorThread, client: kubernetes.client.ApiClient) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    seed_secret(client, ns, "bot-webhook", {"token": "s3cret-token\n", "other": "x"})
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback", "alert"],
+                 "secretRef": {"name": "bot-webhook", "key": "token"}}, namespace=ns)
+    now = [1000.0]
+    n = notifier_for(r, client=client, clock=lambda: now[0])
+    act = actuator(r, n)
+
+    def secret_reads() -> int:
+        return len([q for q in emu.requests("GET", "secrets") if q.namespace == ns])
+
+    assert await act.carry_out(decision("rollback"), asyncio.Event())
+    assert await n.join(5)
+    n(decision("alert", T0 + 1), True, None)
+    assert await n.join(5)
+    assert secret_reads() == 1
+    now[0] += 61  # the cached token has expired: read again
+    n(decision("alert", T0 + 2), True, None)
+    assert await n.join(5)
+    assert secret_reads() == 2
+    assert [q["headers"]["authorization"] for q in receiver.requests] == ["Bearer s3cret-token"] * 3
+    assert (n.sent, n.failed) == (3, 0)
+    assert receiver.bodies("/hook")[0]["rollout"] == {"namespace": ns, "name": "bot-rollout"}
+
+
+@pytest.mark.parametrize(("secret", "logged"), [
+    (None, "Secret {ns}/bot-webhook (secretRef) not found"),
+    ({"other": "x"}, "Secret {ns}/bot-webhook has no key 'token'"),
+    ({"token": "  \n"}, "empty"),
+    ("forbidden", "rbac.readNotificationSecrets=true"),
+])
+async def test_without_its_token_a_notification_is_not_sent(
+        receiver: Receiver, emu: EmulatorThread, client: kubernetes.client.ApiClient, caplog: pytest.LogCaptureFixture,
+        secret: Any, logged: str) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    if isinstance(secret, dict):
+        seed_secret(client, ns, "bot-webhook", secret)
+    elif secret == "forbidden":
+        seed_secret(client, ns, "bot-webhook", {"token": "s3cret"})
+        emu.call(lambda api: api.inject(lambda q: q.resource is not None and q.resource.plural == "secrets"
+                                        and q.namespace == ns, status=403, reason="Forbidden",
+                                        message=f'secrets "bot-webhook" is forbidden in the namespace "{ns}"'))
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback"],
+                 "secretRef": {"name": "bot-webhook", "key": "token"}}, namespace=ns)
+    n = notifier_for(r, client=client)
+    act = actuator(r, n)
+    with caplog.at_level(logging.ERROR, logger="vigil.notify"):
+        assert await act.carry_out(decision("rollback"), asyncio.Event())
+        assert await n.join(5)
+    assert receiver.requests == []
+    assert (n.sent, n.failed) == (0, 1)
+    assert act.applied == 1
+    assert logged.format(ns=ns) in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+async def test_5xx_is_retried_with_backoff_then_succeeds(receiver: Receiver) -> None:
+    receiver.statuses.extend([503, 502])
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback"]})
+    sleeps = Sleeps()
+    n = notifier_for(r, sleep=sleeps)
+    assert await actuator(r, n).carry_out(decision("rollback"), asyncio.Event())
+    assert await n.join(5)
+    assert len(receiver.requests) == 3 and sleeps.delays == [1.0, 2.0]
+    assert len({q["headers"]["x-vigil-decision-id"] for q in receiver.requests}) == 1
+    assert (n.sent, n.failed) == (1, 0)
+
+
+async def test_retries_are_bounded_and_a_4xx_is_not_retried(receiver: Receiver) -> None:
+    receiver.statuses.extend([500, 500, 500, 400])
+    r = rollout({"webhook": receiver.url("/hook?token=in-the-url"), "actions": ["rollback", "alert"]})
+    n = notifier_for(r)
+    n(decision("rollback"), True, None)
+    assert await n.join(5)
+    assert len(receiver.requests) == 3 and (n.sent, n.failed) == (0, 1)
+    n(decision("alert"), True, None)
+    assert await n.join(5)
+    assert len(receiver.requests) == 4 and (n.sent, n.failed) == (0, 2)
+
+
+def test_redirects_are_not_followed(receiver: Receiver) -> None:
+    from controller.notify import urllib_send
+
+    receiver.statuses.append(307)
+    assert urllib_send(receiver.url("/hook"), b"{}", {"Authorization": "Bearer x"}, 5.0) == 307
+    assert len(receiver.requests) == 1
+
+
+async def test_an_unreachable_webhook_does_not_block_the_actuator(caplog: pytest.LogCaptureFixture) -> None:
+    # a listening socket that never accepts: the connection is made, no answer ever comes
+    with socket.socket() as silent, socket.socket() as closed:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        hooks = [{"webhook": f"http://127.0.0.1:{s.getsockname()[1]}/hook/secret-path", "actions": ["rollback"]}
+                 for s in (silent, closed)]
+        r = rollout(*hooks)
+        n = notifier_for(r, timeout=0.3)
+        act = actuator(r, n)
+        started = time.perf_counter()
+        with caplog.at_level(logging.WARNING, logger="vigil.notify"):
+            assert await act.carry_out(decision("rollback"), asyncio.Event())
+            took = time.perf_counter() - started
+            assert n.pending == 2
+            assert await n.join(5)
+    assert took < 0.25, took  # under one attempt's timeout, let alone three
+    assert act.applied == 1 and (n.sent, n.failed) == (0, 2)
+    assert "after 3 attempts" in caplog.text and "secret-path" not in caplog.text
+
+
+async def test_concurrency_and_the_backlog_are_bounded() -> None:
+    release = threading.Event()
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def send(url: str, body: bytes, headers: Any, timeout: float) -> int:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+        return 204
+
+    r = rollout(*({"webhook": f"http://hooks.example/{i}", "actions": ["rollback"]} for i in range(5)))
+    n = notifier_for(r, send=send, concurrency=2, max_pending=3)
+    n(decision("rollback"), True, None)
+    assert n.pending == 3 and n.failed == 2  # two dropped
+    deadline = time.monotonic() + 5
+    while running[0] < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # time for a third one to start, were it allowed to
+    release.set()
+    assert await n.join(5)
+    assert running[1] == 2 and (n.sent, n.failed) == (3, 2)
+
+
+async def test_a_failing_notifier_never_fails_the_actuator() -> None:
+    def broken(d: Decision, applied: bool, error: str | None) -> None:
+        raise RuntimeError("boom")
+
+    r = rollout()
+    act = actuator(r, broken)
+    assert await act.carry_out(decision("rollback"), asyncio.Event())
+    assert act.applied == 1
+
+
+def test_payload_leaves_out_non_finite_numbers_and_where_hides_the_path() -> None:
+    d = Decision(time=iso(T0), agent="bot", action="alert", version="v2", weights={}, reason="r",
+                 evidence=[Evidence("latency_ms", "cusum", float("inf"), 4.0, float("nan"), 10, 10, None, 1.0)],
+                 examples=["x"])
+    body = payload(d, rollout(), False, "boom")
+    assert body["evidence"] == [{"metric": "latency_ms", "detector": "cusum", "threshold": 4.0, "nCanary": 10,
+                                 "nStable": 10, "stableValue": 1.0}]
+    assert "examples" not in body
+    assert where("https://hooks.slack.com/services/T0/B0/abc") == "https://hooks.slack.com"
+
+
+def test_the_counters_are_on_metrics() -> None:
+    n = Notifier(lambda agent: None)
+    n.sent, n.failed = 4, 1
+    registry = CollectorRegistry()
+    registry.register(VigilCollector(PipelineStats(), lambda: None, lambda: n))
+    text = generate_latest(registry).decode()
+    assert 'vigil_notifications_total{outcome="sent"} 4.0' in text
+    assert 'vigil_notifications_total{outcome="failed"} 1.0' in text
+    registry = CollectorRegistry()
+    registry.register(VigilCollector(PipelineStats(), lambda: None, lambda: None))
+    assert "vigil_notifications" not in generate_latest(registry).decode()
