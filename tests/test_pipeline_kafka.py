@@ -153,19 +153,24 @@ async def test_restarted_worker_resumes_from_committed_offsets_with_its_state(
 
     second = Worker(settings, [], InMemoryCluster(), http_port=None, on_decision=decided.append)
     run = asyncio.create_task(second.run())
-    await _until(second.is_ready)
-    assert second.stats.restored_agents == 1
-    assert second.state is not None
-    restored = second.state.engine.agents["support-bot"].analysis
-    assert restored is not None and restored.buckets_seen == buckets_before
-    await asyncio.to_thread(produce, broker.bootstrap, settings.topic, [(b"support-bot", x, None) for x in lines[cut:]])
-    await _until(lambda: bool(decided), timeout=90)
-    await _until(lambda: second.stats.events == len(lines) - cut)
-    # nothing re-read from before the restart, and the decision is the one an uninterrupted run makes
-    assert second.stats.events == len(lines) - cut
-    assert [encode(d) for d in decided] == expected
-    second.stop()
-    await run
+    try:
+        await _until(second.is_ready)
+        assert second.stats.restored_agents == 1
+        assert second.state is not None
+        restored = second.state.engine.agents["support-bot"].analysis
+        # restored from the checkpoint, not rebuilt: the summaries the first worker's ingest flushed while it
+        # stopped may already have closed more buckets (a loaded machine), never fewer
+        assert restored is not None and restored.buckets_seen >= buckets_before
+        await asyncio.to_thread(produce, broker.bootstrap, settings.topic,
+                                [(b"support-bot", x, None) for x in lines[cut:]])
+        await _until(lambda: bool(decided), timeout=90)
+        await _until(lambda: second.stats.events == len(lines) - cut)
+        # nothing re-read from before the restart, and the decision is the one an uninterrupted run makes
+        assert second.stats.events == len(lines) - cut
+        assert [encode(d) for d in decided] == expected
+    finally:
+        second.stop()
+        await run
 
 
 async def test_a_backlog_spread_over_partitions_is_read_without_late_events(
