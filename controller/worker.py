@@ -5,6 +5,9 @@ leads, carries the decisions topic out on the cluster (see :mod:`controller.kube
 then acts on no cluster itself, so every replica keeps deciding (its state warm) and only the leader acts.
 The leader's actuator also sends each decision it carried out to the rollout's webhooks
 (:mod:`controller.notify`).
+
+In both modes a :class:`~controller.verdict_view.VerdictView` reads every agent's latest verdict from the
+verdicts topic while the pipeline runs, so the verdict endpoints of every replica answer for every agent.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,7 @@ from controller.config import Rollout
 from controller.decisions import Decision
 from controller.http import HttpServer
 from controller.pipeline import IngestStage, PipelineSettings, PipelineStats, StateStage, run_pipeline
+from controller.verdict_view import VerdictView
 
 __all__ = ["KubeMode", "Worker"]
 
@@ -58,12 +62,15 @@ class Worker:
         self.ingest: IngestStage | None = None
         self.state: StateStage | None = None
         self.user_hook = on_decision
+        self.view = VerdictView(settings.bootstrap, settings.verdicts_topic, settings.poll_timeout_ms)
         self.http = None if http_port is None else HttpServer(
             self.stats, lambda: self.state.engine if self.state else None, self.is_ready, http_host, http_port,
-            notifications=lambda: self.notifier)
+            notifications=lambda: self.notifier, view=self.view)
 
     def is_ready(self) -> bool:
-        return bool(self.ingest and self.ingest.ready.is_set() and self.state and self.state.ready.is_set())
+        """Both stages are ready and the verdicts topic has been read up to where it ended at start."""
+        return bool(self.ingest and self.ingest.ready.is_set() and self.state and self.state.ready.is_set()
+                    and self.view.ready.is_set())
 
     def _started(self, ingest: IngestStage, state: StateStage) -> None:
         self.ingest, self.state = ingest, state
@@ -88,12 +95,28 @@ class Worker:
             log.info("serving /metrics, /healthz, /readyz and /api/v1 on %s:%d", self.http.host, port)
         try:
             if self.kube is not None:
-                return await self._run_kube()
-            return await run_pipeline(self.settings, self.rollouts, self.cluster, self.stop_event, self.stats,
-                                      on_decision=self._decision, started=self._started)
+                return await self._with_view(self._run_kube())
+            return await self._with_view(run_pipeline(
+                self.settings, self.rollouts, self.cluster, self.stop_event, self.stats,
+                on_decision=self._decision, started=self._started))
         finally:
             if self.http is not None:
                 await self.http.stop()
+
+    async def _with_view(self, pipeline: Coroutine[Any, Any, PipelineStats]) -> PipelineStats:
+        """Run the pipeline with the verdict view beside it; either failing stops both."""
+        run = asyncio.create_task(pipeline, name="vigil-pipeline")
+        view = asyncio.create_task(self.view.run(self.stop_event), name="vigil-verdicts")
+        try:
+            await asyncio.wait([run, view], return_when=asyncio.FIRST_EXCEPTION)
+            if view.done() and not view.cancelled() and view.exception() is not None:
+                self.stop_event.set()
+                await asyncio.gather(run, return_exceptions=True)
+                view.result()  # the view failed: the worker fails with its error
+            return await run
+        finally:
+            self.stop_event.set()
+            await asyncio.gather(run, view, return_exceptions=True)
 
     async def _run_kube(self) -> PipelineStats:
         from controller.aggregate import tenant_caps
@@ -131,7 +154,8 @@ class Worker:
         self.actuator = Actuator(
             ActuatorSettings(bootstrap=s.bootstrap, decisions_topic=s.decisions_topic, group=s.group,
                              session_timeout_ms=s.session_timeout_ms),
-            backend.apply, current.get, lambda: election.is_leader, election.wait_leader, notify=notifier)
+            backend.apply, current.get, lambda: election.is_leader, election.wait_leader, notify=notifier,
+            history=backend.rollback_history)
         tasks = [asyncio.create_task(source.run(self.stop_event), name="vigil-rollouts"),
                  asyncio.create_task(election.run(), name="vigil-lease"),
                  asyncio.create_task(self.actuator.run(self.stop_event), name="vigil-actuator")]

@@ -127,3 +127,26 @@ def test_engine_takes_new_settings_while_running() -> None:
     assert acts[:2] == [("set_weight", 10.0), ("set_weight", 50.0)], acts
     assert eng.agents["bot"].policy is not None and not eng.agents["bot"].policy.rollout.paused
 
+
+
+async def test_a_new_leader_starts_from_the_rollbacks_recorded_on_the_resource() -> None:
+    r = rollout(rollback={"cooldown": "10m", "maxActions": 2})
+    asked: list[str] = []
+
+    async def history(agent: str) -> tuple[int, float | None]:
+        asked.append(agent)
+        return 1, float(T0)  # the previous leader carried out one rollback, at T0
+
+    rec = Recorder()
+    act = actuator(rec, r)
+    act.history = history
+    # the same rollback again (its offset was not committed before the failover): carried out, not withheld
+    assert await act.carry_out(decision("rollback", T0), asyncio.Event())
+    # a new one 5 minutes later: within the cooldown that started at T0
+    assert await act.carry_out(decision("rollback", T0 + 300), asyncio.Event())
+    # after the cooldown, the second rollback of the resource; a third would pass maxActions=2
+    assert await act.carry_out(decision("rollback", T0 + 1000), asyncio.Event())
+    assert await act.carry_out(decision("rollback", T0 + 3000), asyncio.Event())
+    assert [d.action for d in rec.applied] == ["rollback", "alert", "rollback", "alert"]
+    assert asked == ["bot"], "the status is read once, when the leader first meets the agent"
+    assert act.rollbacks["bot"] == (2, float(T0 + 1000))

@@ -121,6 +121,8 @@ async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
         # escalations tripled: fewer resolved conversations too; either test may be the first to act
         assert {e["metric"] for e in status["lastDecision"]["evidence"]} & {"escalation_rate", "resolution_rate"}
         assert status["rollback"]["state"] == "Applied"
+        # the rollback policy's memory, where the next leader will find it
+        assert status["rollbacksApplied"] == 1 and status["lastRollbackTime"] == status["lastDecision"]["time"]
         conds = {c["type"]: c for c in status["conditions"]}
         assert conds["RolledBack"]["status"] == "True" and conds["Healthy"]["status"] == "False"
         reasons = {r for r, _, name in state["events"] if name == agent}

@@ -141,8 +141,9 @@ async def test_only_the_listed_actions_are_sent_and_never_the_examples(receiver:
     assert await n.join(5)
 
     (rollback,) = receiver.bodies("/rollbacks")
-    assert [(b["action"], b["time"]) for b in receiver.bodies("/others")] == [
-        ("alert", iso(T0 + 60)), ("promote", iso(T0 + 120))]
+    # sends run concurrently: their arrival order is not promised
+    assert sorted((b["time"], b["action"]) for b in receiver.bodies("/others")) == [
+        (iso(T0 + 60), "alert"), (iso(T0 + 120), "promote")]
     assert (n.sent, n.failed) == (3, 0)
     assert rollback == {
         "kind": "vigil.decision", "rollout": {"namespace": "shop", "name": "bot-rollout"}, "agent": "bot",
@@ -151,7 +152,7 @@ async def test_only_the_listed_actions_are_sent_and_never_the_examples(receiver:
         "evidence": [{"metric": "escalation_rate", "detector": "msprt", "statistic": 5.25, "threshold": 4.61,
                       "pValue": 0.003, "nCanary": 120, "nStable": 900, "canaryValue": 0.3, "stableValue": 0.1}],
         "cluster": {"applied": True, "error": None}}
-    assert "rollback withheld" in receiver.bodies("/others")[0]["reason"]
+    assert any("rollback withheld" in b["reason"] for b in receiver.bodies("/others") if b["action"] == "alert")
     for req in receiver.requests:
         assert b"examples" not in req["raw"] and SECRET_CONVERSATION.encode() not in req["raw"]
         assert req["headers"]["content-type"] == "application/json"

@@ -10,9 +10,9 @@ to a value, a template restored), so a repeat is harmless and a rollback is neve
 
 The rollback policy is enforced here, where the cluster is touched: within ``cooldown`` of the last
 rollback of an agent, or after ``maxActions`` rollbacks of its resource, a rollback is reported as an alert
-instead of carried out (protection against a deploy loop re-applying a bad version). These counts are kept
-in memory by the acting leader, from the decisions it has carried out since it took the Lease: a new leader
-starts them afresh (a known limit; the AgentRollout's status would be the place to persist them).
+instead of carried out (protection against a deploy loop re-applying a bad version). The counts live in the
+AgentRollout's status (``rollbacksApplied``, ``lastRollbackTime``): a leader reads them (``history``) the
+first time it meets an agent's rollback, then keeps them up to date as it carries rollbacks out.
 
 Once a decision has landed, or failed for good, it is handed to ``notify(decision, applied, error)`` (the
 webhooks of :mod:`controller.notify`): the decision as carried out (a withheld rollback as its alert), whether
@@ -80,7 +80,8 @@ class Actuator:
                  rollout_of: Callable[[str], Rollout | None], is_leader: Callable[[], bool],
                  wait_leader: Callable[[], Awaitable[None]], *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 notify: Callable[[Decision, bool, str | None], None] | None = None) -> None:
+                 notify: Callable[[Decision, bool, str | None], None] | None = None,
+                 history: Callable[[str], Awaitable[tuple[int, float | None]]] | None = None) -> None:
         self.settings = settings
         self.apply = apply
         self.rollout_of = rollout_of
@@ -90,8 +91,10 @@ class Actuator:
         self.sleep = sleep
         self.notify = notify
         """Told of every decision carried out or failed for good: ``(decision, applied, error)``."""
-        self.rollbacks: dict[str, list[float]] = {}
-        """Per agent, when its rollbacks were carried out (event time of the decision)."""
+        self.history = history
+        """Rollbacks already carried out for an agent's resource, and the event time of the last (its status)."""
+        self.rollbacks: dict[str, tuple[int, float | None]] = {}
+        """Per agent: rollbacks carried out and the event time of the last one."""
         self.applied = 0
         self.failed = 0
         self.withheld = 0
@@ -105,12 +108,14 @@ class Actuator:
             return d
         policy = rollout.rollback
         t = _seconds(d.time)
-        done = self.rollbacks.get(d.agent, [])
+        count, last = self.rollbacks.get(d.agent, (0, None))
         why = None
-        if len(done) >= policy.max_actions:
-            why = f"{len(done)} rollbacks already carried out (spec.rollback.maxActions={policy.max_actions})"
-        elif done and t - done[-1] < policy.cooldown:
-            why = f"a rollback {t - done[-1]:.0f} s ago is within spec.rollback.cooldown={policy.cooldown:g} s"
+        if last is not None and last == t:
+            return d  # this very rollback, carried out again after a failover: idempotent, not a new one
+        if count >= policy.max_actions:
+            why = f"{count} rollbacks already carried out (spec.rollback.maxActions={policy.max_actions})"
+        elif last is not None and t - last < policy.cooldown:
+            why = f"a rollback {t - last:.0f} s ago is within spec.rollback.cooldown={policy.cooldown:g} s"
         if why is None:
             return d
         self.withheld += 1
@@ -118,6 +123,12 @@ class Actuator:
 
     async def carry_out(self, d: Decision, stop: asyncio.Event) -> bool:
         """Apply ``d`` until it lands or fails for good: True; False when leadership or the run ends first."""
+        if d.action == "rollback" and d.agent not in self.rollbacks and self.history is not None:
+            try:
+                self.rollbacks[d.agent] = await self.history(d.agent)
+            except KubeError as exc:  # unknown history must not block a rollback: count from here
+                log.warning("no rollback history for %s (%s); counting from now", d.agent, exc)
+                self.rollbacks[d.agent] = (0, None)
         d = self.guard(d)
         delay = self.settings.retry_initial
         while True:
@@ -141,7 +152,9 @@ class Actuator:
                 self._notify(d, False, f"unexpected error: {type(exc).__name__}")
                 return True
             if d.action == "rollback":
-                self.rollbacks.setdefault(d.agent, []).append(_seconds(d.time))
+                count, last = self.rollbacks.get(d.agent, (0, None))
+                t = _seconds(d.time)
+                self.rollbacks[d.agent] = (count + (last != t), t)
             self.applied += 1
             self._notify(d, True, None)
             return True

@@ -19,6 +19,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import kubernetes
@@ -162,6 +163,19 @@ class KubernetesCluster:
                 log.warning("could not report failed %s of %s: %s", decision.action, decision.agent, report)
             raise
         await self.record(decision, target)
+
+    async def rollback_history(self, agent: str) -> tuple[int, float | None]:
+        """Rollbacks carried out for ``agent``'s AgentRollout and the event time of the last one, from its
+        status (what a new leader's rollback policy starts from); (0, None) without a resource."""
+        target = self.target(agent)
+        try:
+            ar = await self.api.get_custom(*AGENTROLLOUT, target.namespace, target.name)
+        except NotFoundError:
+            return 0, None
+        st = ar.get("status") or {}
+        last = st.get("lastRollbackTime")
+        when = datetime.fromisoformat(str(last).replace("Z", "+00:00")).timestamp() if last else None
+        return int(st.get("rollbacksApplied") or 0), when
 
     async def record(self, decision: Decision, target: KubeTarget, error: str | None = None) -> None:
         """Report ``decision`` on the AgentRollout: its status (phase, weights, conditions, the decision and

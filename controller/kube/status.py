@@ -165,6 +165,11 @@ def build_status(decision: Decision, current: dict[str, Any], generation: int | 
     status["lastDecision"] = _last_decision(decision)
     if decision.action == "rollback" and rollback is not None:
         status["rollback"] = rollback.to_json()
+        # the rollback policy's memory (spec.rollback.maxActions, cooldown), kept where a new leader finds it;
+        # a decision carried out again (after a failover) is counted once
+        if rollback.state == "Applied" and current.get("lastRollbackTime") != decision.time:
+            status["rollbacksApplied"] = int(current.get("rollbacksApplied") or 0) + 1
+            status["lastRollbackTime"] = decision.time
     elif new_version:
         status.pop("rollback", None)  # it was about another canary
     return status
