@@ -8,6 +8,10 @@
 * ``POST /api/v1/flagger/rollback`` and ``POST /api/v1/flagger/confirm-promotion``: Flagger's webhooks
   (see :mod:`controller.verdict`).
 
+The verdict and Flagger endpoints answer from the worker's engine when it holds the agent (``"source":
+"local"``), else from the verdicts topic read by every replica (``"source": "view"``, see
+:mod:`controller.verdict_view`), else 404: behind a Service, any replica answers for every agent.
+
 A deliberately small HTTP/1.1 server on asyncio: one request per connection, bodies up to 64 KiB.
 """
 
@@ -17,7 +21,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,6 +32,9 @@ from controller.decisions import Decision
 from controller.engine import Engine
 from controller.pipeline import PipelineStats
 from controller.verdict import verdict
+
+if TYPE_CHECKING:
+    from controller.verdict_view import VerdictView
 
 __all__ = ["HttpServer", "VigilCollector", "agents_view"]
 
@@ -115,8 +122,9 @@ class HttpServer:
     def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None],
                  ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 8080,
                  registry: CollectorRegistry | None = None, keep: int = 100,
-                 notifications: Callable[[], Any] | None = None) -> None:
+                 notifications: Callable[[], Any] | None = None, view: VerdictView | None = None) -> None:
         self.host = host
+        self.view = view
         self.port = port
         self.engine = engine
         self.ready = ready
@@ -156,11 +164,23 @@ class HttpServer:
             return 200, "application/json", msgspec.json.encode(agents_view(self.engine()))
         parts = path.split("/")
         if len(parts) == 6 and path.startswith("/api/v1/verdict/") and parts[4] and parts[5]:
-            v = verdict(self.engine(), parts[4], parts[5])
+            v = self.verdict(parts[4], parts[5])
             if v is None:
-                return _json(404, {"error": f"no rollout {parts[4]}/{parts[5]} is watched by this worker"})
+                return _json(404, {"error": f"no rollout {parts[4]}/{parts[5]} is known to vigil"})
             return _json(200, v)
         return 404, "text/plain", b"not found\n"
+
+    def verdict(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """From this worker's engine when it holds the agent (the freshest), else from the verdicts topic."""
+        v = verdict(self.engine(), namespace, name)
+        if v is not None:
+            v["source"] = "local"
+            return v
+        doc = self.view.lookup(namespace, name) if self.view is not None else None
+        if doc is None:
+            return None
+        # answered for the name asked, as the engine does
+        return {**doc, "namespace": namespace, "name": name, "source": "view"}
 
     def _flagger(self, hook: str, body: bytes) -> tuple[int, str, bytes]:
         """Flagger's webhook payload is ``{"name", "namespace", "phase", "metadata": {...}}``; the
@@ -176,9 +196,9 @@ class HttpServer:
             namespace = payload.get("namespace")
         except (msgspec.DecodeError, ValueError) as exc:
             return _json(400, {"error": f"invalid webhook payload: {exc}"})
-        v = verdict(self.engine(), namespace if isinstance(namespace, str) else None, name)
+        v = self.verdict(namespace if isinstance(namespace, str) else None, name)
         if v is None:
-            return _json(404, {"error": f"no rollout {namespace}/{name} is watched by this worker"})
+            return _json(404, {"error": f"no rollout {namespace}/{name} is known to vigil"})
         # Flagger acts on 200 only: roll back when vigil would, promote only on a healthy verdict.
         go = v["rollback"] if hook == "rollback" else v["healthy"]
         return _json(200 if go else 412, v)

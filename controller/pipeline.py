@@ -9,7 +9,9 @@
   topic, and checkpoints each touched agent's state to the changelog topic (same partition number,
   keyed by agent) before it commits. A worker that starts, restarts or gains a partition first
   restores that partition's agents from the changelog, so no state is lost and nothing is counted
-  twice by this stage.
+  twice by this stage. With each checkpoint it also publishes the verdict document of every agent whose
+  verdict changed (:func:`controller.verdict.published`) to the compacted verdicts topic, keyed by agent,
+  which every replica reads (:mod:`controller.verdict_view`) to answer for the agents it does not own.
 
 Delivery is at least once end to end: a crash of ingest between its sends and its commit may count a
 poll twice (exact duplicates are dropped), and a crash of the state stage between acting and
@@ -38,6 +40,7 @@ from controller.config import Rollout
 from controller.decisions import Decision, encode
 from controller.engine import Engine
 from controller.events import InvalidEvent, decode_record
+from controller.verdict import published
 
 __all__ = ["IngestStage", "PipelineSettings", "PipelineStats", "StateStage", "run_pipeline"]
 
@@ -59,6 +62,8 @@ class PipelineSettings:
     """Internal changelog topic the state stage checkpoints to (same partitions); default ``<group>.state``."""
     decisions_topic: str = "vigil.decisions"
     """Every decision, as one JSON object per message, keyed by agent."""
+    verdicts_topic: str = ""
+    """Compacted topic of each agent's latest verdict document (JSON), keyed by agent; default ``<group>.verdicts``."""
     group: str = "vigil"
     """Consumer group prefix: ``<group>.ingest`` and ``<group>.state``."""
     partitions: int = 3
@@ -78,6 +83,8 @@ class PipelineSettings:
             object.__setattr__(self, "summaries_topic", f"{self.group}.summaries")
         if not self.changelog_topic:
             object.__setattr__(self, "changelog_topic", f"{self.group}.state")
+        if not self.verdicts_topic:
+            object.__setattr__(self, "verdicts_topic", f"{self.group}.verdicts")
 
     @property
     def dlq_topic(self) -> str:
@@ -94,6 +101,7 @@ class PipelineStats:
     partials: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     checkpoints: int = 0
+    verdicts: int = 0
     restored_agents: int = 0
     ingest_batches: int = 0
     last_event_time: float = 0.0
@@ -289,6 +297,9 @@ class StateStage:
         self.joined = False
         self.ready = asyncio.Event()
         self._last_checkpoint = 0.0
+        # per agent: the verdict last published (JSON, without "updated") and the closed_until it was built at
+        self._verdicts: dict[str, tuple[float, bytes]] = {}
+        self._verdict_due: set[str] = set()  # restored agents: publish at the next checkpoint
 
     async def restore(self, partitions: set[int]) -> None:
         """Load the last checkpoint of every agent of ``partitions`` from the changelog."""
@@ -315,6 +326,8 @@ class StateStage:
             self.engine.agents.pop(agent, None)
             self.engine.load_agent(decode_state(raw))
             self.partition_of[agent] = partition
+            self._verdicts.pop(agent, None)
+            self._verdict_due.add(agent)
             self.stats.restored_agents += 1
         log.info("restored %d agents of partitions %s from %s", len(latest), sorted(partitions),
                  s.changelog_topic)
@@ -323,12 +336,14 @@ class StateStage:
         for agent in [a for a, p in self.partition_of.items() if p in partitions]:
             self.engine.agents.pop(agent, None)
             del self.partition_of[agent]
+            self._verdicts.pop(agent, None)
+            self._verdict_due.discard(agent)
         self.pending = {tp: o for tp, o in self.pending.items() if tp.partition not in partitions}
         self.to_restore = {tp for tp in self.to_restore if tp.partition not in partitions}
 
     async def checkpoint(self) -> None:
         """Write the touched agents' state, then commit the offsets that produced it."""
-        if self.producer is None or self.consumer is None or not (self.dirty or self.pending):
+        if self.producer is None or self.consumer is None or not (self.dirty or self.pending or self._verdict_due):
             return
         sends = []
         for agent in self.dirty:
@@ -336,13 +351,36 @@ class StateStage:
                 state = encode_state(self.engine.agent_state(agent))
                 sends.append(await self.producer.send(self.settings.changelog_topic, state, key=agent.encode(),
                                                       partition=self.partition_of[agent]))
+        for agent in self.dirty | self._verdict_due:
+            doc = self._changed_verdict(agent)
+            if doc is not None:
+                sends.append(await self.producer.send(self.settings.verdicts_topic, doc, key=agent.encode()))
         await asyncio.gather(*sends)
         if self.pending:
             await self.consumer.commit(dict(self.pending))
         self.dirty.clear()
         self.pending.clear()
+        self._verdict_due.clear()
         self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
+
+    def _changed_verdict(self, agent: str) -> bytes | None:
+        """The agent's verdict document to publish (JSON), or None when it has not changed since the last one
+        published. It is built only when a bucket has closed since then (or the agent was just restored)."""
+        st = self.engine.agents.get(agent)
+        if st is None:
+            return None
+        closed = st.window.closed_until
+        last = self._verdicts.get(agent)
+        if last is not None and last[0] == closed:
+            return None
+        doc = published(st)
+        body = msgspec.json.encode({k: v for k, v in doc.items() if k != "updated"})
+        self._verdicts[agent] = (closed, body)
+        if last is not None and last[1] == body:
+            return None
+        self.stats.verdicts += 1
+        return msgspec.json.encode(doc)
 
     async def _act(self, decision: Decision) -> None:
         self.stats.decisions[decision.action] += 1
@@ -414,7 +452,9 @@ async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], clus
     p = settings.partitions
     await ensure_topics(settings.bootstrap, {
         settings.topic: p, settings.dlq_topic: p, settings.summaries_topic: p, settings.changelog_topic: p,
-        settings.decisions_topic: 1}, configs={settings.changelog_topic: {"cleanup.policy": "compact"}})
+        settings.verdicts_topic: p, settings.decisions_topic: 1},
+        configs={settings.changelog_topic: {"cleanup.policy": "compact"},
+                 settings.verdicts_topic: {"cleanup.policy": "compact"}})
     sizes = {r.analysis.bucket_seconds for r in rollouts} or {1}
     if len(sizes) > 1:
         raise ValueError("all rollouts of one worker must share spec.analysis.bucketSeconds")

@@ -9,15 +9,20 @@
 
 The verdict is read from the engine's live state, never recomputed: it is what vigil itself acts on.
 A rollout is found by the ``AgentRollout`` name (and namespace, when the rollout has one), else by agent.
+``updated`` is the event time up to which the agent's buckets are closed (None before the first one).
+
+The state stage also publishes each agent's document (:func:`published`) to the compacted verdicts topic,
+so that every replica can answer for agents it does not own (:mod:`controller.verdict_view`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from controller.engine import AgentState, Engine
 
-__all__ = ["Verdict", "find_agent", "verdict"]
+__all__ = ["Verdict", "find_agent", "published", "verdict", "verdict_of"]
 
 Verdict = Literal["healthy", "unhealthy", "inconclusive", "unknown"]
 
@@ -40,11 +45,22 @@ def _camel_evidence(ev: Any) -> dict[str, Any]:
 def verdict(engine: Engine | None, namespace: str | None, name: str) -> dict[str, Any] | None:
     """The verdict document, or None when vigil knows no such rollout."""
     st = None if engine is None else find_agent(engine, namespace, name)
-    if st is None:
-        return None
+    return None if st is None else verdict_of(st, namespace, name)
+
+
+def published(st: AgentState) -> dict[str, Any]:
+    """The document of one agent as the verdicts topic carries it: for its rollout's namespace and name (the
+    agent's name when the rollout has none)."""
+    return verdict_of(st, st.rollout.namespace, st.rollout.name or st.agent)
+
+
+def verdict_of(st: AgentState, namespace: str | None, name: str) -> dict[str, Any]:
+    """The verdict document of one agent's state, answering for ``namespace/name``."""
+    closed = st.window.closed_until
     out: dict[str, Any] = {"namespace": namespace, "name": name, "agent": st.agent, "verdict": "unknown",
                            "healthy": False, "rollback": False, "phase": "pending", "stable": None, "canary": None,
-                           "canarySamples": 0, "enoughSamples": False, "alarms": [], "evidence": []}
+                           "canarySamples": 0, "enoughSamples": False, "alarms": [], "evidence": [],
+                           "updated": closed if math.isfinite(closed) else None}
     if st.policy is None or st.analysis is None:
         return out  # no bucket with both versions closed yet
     pol, ana = st.policy, st.analysis
