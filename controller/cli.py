@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         kube = _kube_mode(args) if args.cluster == "kubernetes" else None
         worker = Worker(settings, rollouts, InMemoryCluster(),
                         http_port=None if args.http_port < 0 else args.http_port, http_host=args.http_host,
-                        kube=kube)
+                        kube=kube, admin_token=os.environ.get("VIGIL_ADMIN_TOKEN") or None)
         asyncio.run(worker.run(handle_signals=True))
     finally:
         if broker is not None:

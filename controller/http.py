@@ -3,7 +3,8 @@
 * ``GET /metrics``: Prometheus exposition, read from live state at scrape time by :class:`VigilCollector`;
 * ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups and state is restored;
 * ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
-* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts;
+* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts (these two need
+  ``Authorization: Bearer <VIGIL_ADMIN_TOKEN>`` when the worker has an admin token);
 * ``GET /api/v1/verdict/{namespace}/{name}``: the verdict for Argo Rollouts' Web metric provider;
 * ``POST /api/v1/flagger/rollback`` and ``POST /api/v1/flagger/confirm-promotion``: Flagger's webhooks
   (see :mod:`controller.verdict`).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -110,6 +112,7 @@ def agents_view(engine: Engine | None) -> dict[str, Any]:
 
 
 _MAX_BODY = 64 * 1024
+_ADMIN_PATHS = frozenset({"/api/v1/decisions", "/api/v1/agents"})
 
 
 def _json(status: int, doc: object) -> tuple[int, str, bytes]:
@@ -122,8 +125,12 @@ class HttpServer:
     def __init__(self, stats: PipelineStats, engine: Callable[[], Engine | None],
                  ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 8080,
                  registry: CollectorRegistry | None = None, keep: int = 100,
-                 notifications: Callable[[], Any] | None = None, view: VerdictView | None = None) -> None:
+                 notifications: Callable[[], Any] | None = None, view: VerdictView | None = None,
+                 admin_token: str | None = None) -> None:
         self.host = host
+        # the endpoints that show decisions in full (evidence, example conversation ids) need this bearer token
+        # when one is set; metrics, health and the verdicts Argo Rollouts and Flagger call stay open
+        self.admin_token = admin_token or None
         self.view = view
         self.port = port
         self.engine = engine
@@ -203,6 +210,14 @@ class HttpServer:
         go = v["rollback"] if hook == "rollback" else v["healthy"]
         return _json(200 if go else 412, v)
 
+    def _needs_token(self, path: str) -> bool:
+        return self.admin_token is not None and path.split("?", 1)[0] in _ADMIN_PATHS
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        assert self.admin_token is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.admin_token.encode())
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
@@ -213,10 +228,15 @@ class HttpServer:
             if not 0 <= length <= _MAX_BODY:
                 raise ValueError("body too large")
             body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
-            status, ctype, body = self._route(method, path, body)
+            auth = next((v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
+                         if k.strip().lower() == "authorization"), "")
+            if self._needs_token(path) and not self._authorized(auth):
+                status, ctype, body = 401, "application/json", b'{"error": "a bearer token is required"}'
+            else:
+                status, ctype, body = self._route(method, path, body)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             status, ctype, body = 400, "text/plain", b"bad request\n"
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
                   412: "Precondition Failed", 503: "Service Unavailable"}[status]
         writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                      f"Connection: close\r\n\r\n".encode() + body)

@@ -49,7 +49,8 @@ class Worker:
 
     def __init__(self, settings: PipelineSettings, rollouts: list[Rollout], cluster: ClusterBackend,
                  http_port: int | None = 8080, http_host: str = "127.0.0.1",
-                 on_decision: Callable[[Decision], None] | None = None, kube: KubeMode | None = None) -> None:
+                 on_decision: Callable[[Decision], None] | None = None, kube: KubeMode | None = None,
+                 admin_token: str | None = None) -> None:
         self.settings = settings
         self.rollouts = rollouts
         self.cluster = cluster
@@ -65,7 +66,7 @@ class Worker:
         self.view = VerdictView(settings.bootstrap, settings.verdicts_topic, settings.poll_timeout_ms)
         self.http = None if http_port is None else HttpServer(
             self.stats, lambda: self.state.engine if self.state else None, self.is_ready, http_host, http_port,
-            notifications=lambda: self.notifier, view=self.view)
+            notifications=lambda: self.notifier, view=self.view, admin_token=admin_token)
 
     def is_ready(self) -> bool:
         """Both stages are ready and the verdicts topic has been read up to where it ended at start."""

@@ -107,3 +107,29 @@ async def test_flagger_webhooks(engine: Engine) -> None:
 async def test_get_only_paths_refuse_other_methods(engine: Engine) -> None:
     [(code, _)] = await serve(engine, [("/api/v1/agents", {"x": 1})])
     assert code == 405
+
+
+async def test_admin_token_guards_the_detailed_endpoints_only(engine: Engine) -> None:
+    server = HttpServer(PipelineStats(), lambda: engine, lambda: True, port=0, admin_token="s3cret-token")
+    port = await server.start()
+
+    def get(path: str, auth: str | None) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": auth} if auth else {})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    try:
+        codes = {(path, auth): await asyncio.to_thread(get, path, auth)
+                 for path in ("/api/v1/decisions", "/api/v1/agents", "/api/v1/verdict/default/bad", "/metrics")
+                 for auth in (None, "Bearer wrong", "Bearer s3cret-token", "Basic s3cret-token")}
+    finally:
+        await server.stop()
+    for path in ("/api/v1/decisions", "/api/v1/agents"):
+        assert codes[(path, "Bearer s3cret-token")] == 200
+        assert codes[(path, None)] == codes[(path, "Bearer wrong")] == codes[(path, "Basic s3cret-token")] == 401
+    for path in ("/api/v1/verdict/default/bad", "/metrics"):  # what Argo, Flagger and Prometheus call
+        assert {codes[(path, a)] for a in (None, "Bearer wrong", "Bearer s3cret-token")} == {200}
