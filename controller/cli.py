@@ -58,7 +58,12 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         rollouts = load_rollouts(args.config)
-    except ConfigError as exc:
+        security = {"security_protocol": os.environ.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
+                    "sasl_mechanism": os.environ.get("KAFKA_SASL_MECHANISM") or None,
+                    "sasl_username": os.environ.get("KAFKA_SASL_USERNAME") or None,
+                    "sasl_password": os.environ.get("KAFKA_SASL_PASSWORD") or None}
+        PipelineSettings(bootstrap="check:0", **security)  # refused here, before a broker is started
+    except (ConfigError, ValueError) as exc:
         return _error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -69,7 +74,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = PipelineSettings(
             bootstrap=args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
-            topic=args.topic, decisions_topic=args.decisions_topic, group=args.group, partitions=args.partitions)
+            topic=args.topic, decisions_topic=args.decisions_topic, group=args.group, partitions=args.partitions,
+            **security)  # from the chart's ConfigMap and Secret: credentials stay out of the command line
         kube = _kube_mode(args) if args.cluster == "kubernetes" else None
         worker = Worker(settings, rollouts, InMemoryCluster(),
                         http_port=None if args.http_port < 0 else args.http_port, http_host=args.http_host,

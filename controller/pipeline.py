@@ -34,7 +34,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from controller.aggregate import Aggregator, Partial, tenant_caps
-from controller.broker import ensure_topics
+from controller.broker import client_options, ensure_topics
 from controller.cluster import ClusterBackend, apply_decision
 from controller.config import Rollout
 from controller.decisions import Decision, encode
@@ -76,8 +76,27 @@ class PipelineSettings:
     """How long one poll waits for records."""
     checkpoint_interval: float = 1.0
     """Seconds between state checkpoints (offsets are committed with each checkpoint)."""
+    security_protocol: str = "PLAINTEXT"
+    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL`` (TLS trusts the system's CA certificates)."""
+    sasl_mechanism: str | None = None
+    """``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512`` with SASL."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: str | None = field(default=None, repr=False)
+    """SASL password (never printed)."""
+
+    def _check_security(self) -> None:
+        try:
+            self.client_options()
+        except ValueError as exc:
+            raise ValueError(f"invalid Kafka security settings: {exc}") from None
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for this cluster's security settings."""
+        return client_options(self.security_protocol, self.sasl_mechanism, self.sasl_username, self.sasl_password)
 
     def __post_init__(self) -> None:
+        self._check_security()
         # derived from the group, so two deployments with their own groups never share internal topics
         if not self.summaries_topic:
             object.__setattr__(self, "summaries_topic", f"{self.group}.summaries")
@@ -120,6 +139,7 @@ def decode_state(raw: bytes) -> dict[str, Any]:
 def _consumer(settings: PipelineSettings, group: str, *topics: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.bootstrap, group_id=group, enable_auto_commit=False,
+        **settings.client_options(),
         auto_offset_reset="earliest", session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.session_timeout_ms // 6),
         rebalance_timeout_ms=max(settings.session_timeout_ms, 10000),
@@ -128,7 +148,7 @@ def _consumer(settings: PipelineSettings, group: str, *topics: str) -> AIOKafkaC
 
 def _producer(settings: PipelineSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5,
-                            max_request_size=8 * 1024 * 1024)
+                            max_request_size=8 * 1024 * 1024, **settings.client_options())
 
 
 def _reason_class(reason: str) -> str:
@@ -305,7 +325,8 @@ class StateStage:
         """Load the last checkpoint of every agent of ``partitions`` from the changelog."""
         s = self.settings
         tps = [TopicPartition(s.changelog_topic, p) for p in sorted(partitions)]
-        reader = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False, group_id=None)
+        reader = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False, group_id=None,
+                                  **s.client_options())
         await reader.start()
         latest: dict[bytes, tuple[int, bytes]] = {}
         try:
@@ -454,7 +475,7 @@ async def run_pipeline(settings: PipelineSettings, rollouts: list[Rollout], clus
         settings.topic: p, settings.dlq_topic: p, settings.summaries_topic: p, settings.changelog_topic: p,
         settings.verdicts_topic: p, settings.decisions_topic: 1},
         configs={settings.changelog_topic: {"cleanup.policy": "compact"},
-                 settings.verdicts_topic: {"cleanup.policy": "compact"}})
+                 settings.verdicts_topic: {"cleanup.policy": "compact"}}, options=settings.client_options())
     sizes = {r.analysis.bucket_seconds for r in rollouts} or {1}
     if len(sizes) > 1:
         raise ValueError("all rollouts of one worker must share spec.analysis.bucketSeconds")

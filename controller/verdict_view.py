@@ -29,8 +29,11 @@ log = logging.getLogger("vigil.verdicts")
 class VerdictView:
     """The latest verdict document of every agent on ``topic``; :meth:`run` keeps it current."""
 
-    def __init__(self, bootstrap: str, topic: str, poll_timeout_ms: int = 200, refresh_interval: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, poll_timeout_ms: int = 200, refresh_interval: float = 30.0,
+                 options: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.options = dict(options or {})
+        """aiokafka security keyword arguments (see :meth:`PipelineSettings.client_options`)."""
         self.topic = topic
         self.poll_timeout_ms = poll_timeout_ms
         self.refresh_interval = refresh_interval
@@ -114,6 +117,7 @@ class VerdictView:
     async def run(self, stop: asyncio.Event) -> None:
         """Read the topic until ``stop`` is set (waiting for the topic to exist first)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    **self.options,
                                     auto_offset_reset="earliest")
         try:
             await consumer.start()

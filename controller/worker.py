@@ -63,7 +63,8 @@ class Worker:
         self.ingest: IngestStage | None = None
         self.state: StateStage | None = None
         self.user_hook = on_decision
-        self.view = VerdictView(settings.bootstrap, settings.verdicts_topic, settings.poll_timeout_ms)
+        self.view = VerdictView(settings.bootstrap, settings.verdicts_topic, settings.poll_timeout_ms,
+                                options=settings.client_options())
         self.http = None if http_port is None else HttpServer(
             self.stats, lambda: self.state.engine if self.state else None, self.is_ready, http_host, http_port,
             notifications=lambda: self.notifier, view=self.view, admin_token=admin_token)
@@ -154,7 +155,7 @@ class Worker:
         s = self.settings
         self.actuator = Actuator(
             ActuatorSettings(bootstrap=s.bootstrap, decisions_topic=s.decisions_topic, group=s.group,
-                             session_timeout_ms=s.session_timeout_ms),
+                             session_timeout_ms=s.session_timeout_ms, options=s.client_options()),
             backend.apply, current.get, lambda: election.is_leader, election.wait_leader, notify=notifier,
             history=backend.rollback_history)
         tasks = [asyncio.create_task(source.run(self.stop_event), name="vigil-rollouts"),

@@ -100,3 +100,28 @@ def test_invalid_config_is_refused_naming_the_field(tmp_path: Path, faulty: Path
 def test_replay_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run([*VIGIL, "replay", str(tmp_path / "nope.jsonl")], capture_output=True, text=True)
     assert proc.returncode == 2 and "nope.jsonl" in proc.stderr
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "sasl_mechanism"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"}, "sasl_username"),
+    ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
+])
+def test_run_refuses_incomplete_kafka_security_settings(env: dict[str, str], says: str) -> None:
+    import os
+
+    bad = subprocess.run([*VIGIL, "run", "--bootstrap", "127.0.0.1:1", "--http-port", "-1"], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, **env})
+    assert bad.returncode == 2 and says in bad.stderr, bad.stderr
+
+
+def test_kafka_client_options_carry_the_security_settings() -> None:
+    from controller.pipeline import PipelineSettings
+
+    s = PipelineSettings(bootstrap="k:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                         sasl_username="vigil", sasl_password="pw")
+    opts = s.client_options()
+    assert opts["security_protocol"] == "SASL_SSL" and opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (opts["sasl_plain_username"], opts["sasl_plain_password"]) == ("vigil", "pw")
+    assert "ssl_context" in opts and "pw" not in repr(s)
+    assert PipelineSettings(bootstrap="k:9092").client_options() == {}

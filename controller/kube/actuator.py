@@ -28,8 +28,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -67,6 +68,8 @@ class ActuatorSettings:
     """Consumer group prefix: the actuator reads in ``<group>.actuator``."""
     session_timeout_ms: int = 6000
     """Consumer session timeout."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """aiokafka security keyword arguments (see ``PipelineSettings.client_options``)."""
     retry_initial: float = 1.0
     """Seconds before the first retry of a decision whose writes failed for now."""
     retry_max: float = 30.0
@@ -182,7 +185,7 @@ class Actuator:
     async def _lead(self, stop: asyncio.Event) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            s.decisions_topic, bootstrap_servers=s.bootstrap, group_id=f"{s.group}.actuator",
+            s.decisions_topic, bootstrap_servers=s.bootstrap, group_id=f"{s.group}.actuator", **s.options,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(100, s.session_timeout_ms // 3))
         await consumer.start()
