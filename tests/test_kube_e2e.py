@@ -6,6 +6,7 @@ the resource's status, an Event and the decisions topic all carry the decision."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -133,6 +134,42 @@ async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
         leaders = [w for w in workers if w.election.is_leader]
         assert len(leaders) == 1 and leaders[0].actuator.applied >= 2
         assert all(w.actuator.applied == 0 for w in workers if w is not leaders[0])
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+
+async def test_a_follower_takes_over_and_carries_out_the_rollback(
+        broker: EmbeddedBroker, unique: Callable[[str], str], kube: EmulatorThread) -> None:
+    """The leader goes away before the harm shows: the other replica takes the Lease, and the rollback that
+    either replica decides is carried out by it."""
+    agent = unique("bot").replace("_", "-")
+    await asyncio.to_thread(seed_cluster, kube, agent)
+    settings = PipelineSettings(bootstrap=broker.bootstrap, topic=unique("events"), decisions_topic=unique("dec"),
+                                group=unique("g"), partitions=2, session_timeout_ms=4000, checkpoint_interval=0.2)
+    lease = LeaseSettings(namespace=NS, name=unique("lease"), identity="pod-0", lease_duration=3,
+                          renew_deadline=2.0, retry_period=0.3)
+    workers = [Worker(settings, [], InMemoryCluster(), http_port=None,
+                      kube=KubeMode(kube.api_client(), dataclasses.replace(lease, identity=f"pod-{i}"),
+                                    watch_namespace=NS, refresh_interval=1.0))
+               for i in range(2)]
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await until(lambda: all(w.is_ready() for w in workers), 60, runs)
+        leader = await until(lambda: next((w for w in workers if w.election and w.election.is_leader), None), 30, runs)
+        survivor = workers[1 - workers.index(leader)]
+        leader.stop()  # a rolling update takes the leader's pod away; it releases the Lease on the way out
+        await runs[workers.index(leader)]
+        runs = [runs[workers.index(survivor)]]
+        await until(lambda: survivor.election.is_leader, 30, runs)
+        events = list(generate(SimConfig(agent=agent, rate=60, duration=240, seed=5, start=START, canary_weight=25,
+                                         faults=(Fault("escalation", onset=60.0, magnitude=3.0),))))
+        await asyncio.to_thread(produce, broker.bootstrap, settings.topic,
+                                [(agent.encode(), json.dumps(e).encode(), None) for e in events])
+        state = await until(lambda: (s := read(kube, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
+        assert state["weights"] == {f"{agent}-v1": 100, f"{agent}-v2": 0} and state["canary_replicas"] == 0
+        assert survivor.actuator.applied >= 2 and leader.actuator.applied == 0
     finally:
         for w in workers:
             w.stop()
