@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +21,42 @@ _counter = itertools.count()
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as b:
         yield b
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Any]:
+    """The emulated Kubernetes API (tests/kube_emulator.py), one per test module."""
+    from tests.kube_emulator import EmulatorThread
+
+    e = EmulatorThread().start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def client(emu: Any) -> Iterator[Any]:
+    """An official-client ``ApiClient`` on the emulated API."""
+    c = emu.api_client()
+    yield c
+    c.close()
+
+
+async def until(cond: Callable[[], Any], timeout: float, runs: Sequence[asyncio.Task[Any]] = (),
+                threaded: bool = False, every: float = 0.1) -> Any:
+    """Poll ``cond`` (in a thread when it blocks) until it is truthy, and return it; fail with the last value
+    after ``timeout`` seconds, or as soon as one of ``runs`` (workers) has stopped, with its error."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await asyncio.to_thread(cond) if threaded else cond()
+        if got:
+            return got
+        for r in runs:
+            if r.done():
+                r.result()
+                raise AssertionError("a worker stopped")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met in time; last: {got!r}")
+        await asyncio.sleep(every)
 
 
 @pytest.fixture

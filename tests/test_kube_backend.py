@@ -8,7 +8,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -44,20 +44,6 @@ class FakeSleep:
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorThread]:
-    e = EmulatorThread().start()
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def client(emu: EmulatorThread) -> Iterator[kubernetes.client.ApiClient]:
-    c = emu.api_client()
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
-import pytest
 
 from controller.broker import EmbeddedBroker
 from controller.cluster import InMemoryCluster
@@ -21,18 +21,12 @@ from controller.kube.lease import LeaseSettings
 from controller.pipeline import PipelineSettings
 from controller.simulate import Fault, SimConfig, generate
 from controller.worker import KubeMode, Worker
-from tests.conftest import produce
+from tests.conftest import produce, until
 from tests.kube_emulator import EmulatorThread
 
 NS = "shop"
 START = 1_790_000_000.0
-
-
-@pytest.fixture(scope="module")
-def kube() -> Iterator[EmulatorThread]:
-    emu = EmulatorThread().start()
-    yield emu
-    emu.stop()
+wait = functools.partial(until, threaded=True, every=0.3)  # the conditions read the API: blocking calls
 
 
 def deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
@@ -76,45 +70,30 @@ def read(kube: EmulatorThread, agent: str) -> dict[str, Any]:
             "events": [(e.reason, e.type, e.involved_object.name) for e in events]}
 
 
-async def until(cond: Callable[[], Any], timeout: float, runs: list[asyncio.Task[Any]]) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await asyncio.to_thread(cond)
-        if got:
-            return got
-        for r in runs:
-            if r.done():
-                r.result()
-                raise AssertionError("a worker stopped")
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met in time; last: {got!r}")
-        await asyncio.sleep(0.3)
-
-
 async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
-        broker: EmbeddedBroker, unique: Callable[[str], str], kube: EmulatorThread) -> None:
+        broker: EmbeddedBroker, unique: Callable[[str], str], emu: EmulatorThread) -> None:
     agent = unique("bot").replace("_", "-")
-    await asyncio.to_thread(seed_cluster, kube, agent)
+    await asyncio.to_thread(seed_cluster, emu, agent)
     settings = PipelineSettings(bootstrap=broker.bootstrap, topic=unique("events"), decisions_topic=unique("dec"),
                                 group=unique("g"), partitions=2, session_timeout_ms=4000, checkpoint_interval=0.2)
     lease_name = unique("lease")
     decided: list[list[Decision]] = [[], []]
     workers = [Worker(settings, [], InMemoryCluster(), http_port=None, on_decision=decided[i].append,
-                      kube=KubeMode(kube.api_client(), LeaseSettings(namespace=NS, name=lease_name, identity=f"pod-{i}",
+                      kube=KubeMode(emu.api_client(), LeaseSettings(namespace=NS, name=lease_name, identity=f"pod-{i}",
                                                                      lease_duration=4, renew_deadline=3.0,
                                                                      retry_period=0.5),
                                     watch_namespace=NS, refresh_interval=1.0))
                for i in range(2)]
     runs = [asyncio.create_task(w.run()) for w in workers]
     try:
-        await until(lambda: all(w.is_ready() for w in workers), 60, runs)
-        await until(lambda: any(w.election and w.election.is_leader for w in workers), 30, runs)
+        await wait(lambda: all(w.is_ready() for w in workers), 60, runs)
+        await wait(lambda: any(w.election and w.election.is_leader for w in workers), 30, runs)
         events = list(generate(SimConfig(agent=agent, rate=60, duration=240, seed=5, start=START, canary_weight=25,
                                          faults=(Fault("escalation", onset=60.0, magnitude=3.0),))))
         records = [(agent.encode(), json.dumps(e).encode(), None) for e in events]
         await asyncio.to_thread(produce, broker.bootstrap, settings.topic, records)
         # the step first, then the rollback: weights back to stable in one write, the canary scaled to zero
-        state = await until(lambda: (s := read(kube, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
+        state = await wait(lambda: (s := read(emu, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
         assert state["weights"] == {f"{agent}-v1": 100, f"{agent}-v2": 0}
         assert state["canary_replicas"] == 0
         status = state["status"]
@@ -141,33 +120,33 @@ async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
 
 
 async def test_a_follower_takes_over_and_carries_out_the_rollback(
-        broker: EmbeddedBroker, unique: Callable[[str], str], kube: EmulatorThread) -> None:
+        broker: EmbeddedBroker, unique: Callable[[str], str], emu: EmulatorThread) -> None:
     """The leader goes away before the harm shows: the other replica takes the Lease, and the rollback that
     either replica decides is carried out by it."""
     agent = unique("bot").replace("_", "-")
-    await asyncio.to_thread(seed_cluster, kube, agent)
+    await asyncio.to_thread(seed_cluster, emu, agent)
     settings = PipelineSettings(bootstrap=broker.bootstrap, topic=unique("events"), decisions_topic=unique("dec"),
                                 group=unique("g"), partitions=2, session_timeout_ms=4000, checkpoint_interval=0.2)
     lease = LeaseSettings(namespace=NS, name=unique("lease"), identity="pod-0", lease_duration=3,
                           renew_deadline=2.0, retry_period=0.3)
     workers = [Worker(settings, [], InMemoryCluster(), http_port=None,
-                      kube=KubeMode(kube.api_client(), dataclasses.replace(lease, identity=f"pod-{i}"),
+                      kube=KubeMode(emu.api_client(), dataclasses.replace(lease, identity=f"pod-{i}"),
                                     watch_namespace=NS, refresh_interval=1.0))
                for i in range(2)]
     runs = [asyncio.create_task(w.run()) for w in workers]
     try:
-        await until(lambda: all(w.is_ready() for w in workers), 60, runs)
-        leader = await until(lambda: next((w for w in workers if w.election and w.election.is_leader), None), 30, runs)
+        await wait(lambda: all(w.is_ready() for w in workers), 60, runs)
+        leader = await wait(lambda: next((w for w in workers if w.election and w.election.is_leader), None), 30, runs)
         survivor = workers[1 - workers.index(leader)]
         leader.stop()  # a rolling update takes the leader's pod away; it releases the Lease on the way out
         await runs[workers.index(leader)]
         runs = [runs[workers.index(survivor)]]
-        await until(lambda: survivor.election.is_leader, 30, runs)
+        await wait(lambda: survivor.election.is_leader, 30, runs)
         events = list(generate(SimConfig(agent=agent, rate=60, duration=240, seed=5, start=START, canary_weight=25,
                                          faults=(Fault("escalation", onset=60.0, magnitude=3.0),))))
         await asyncio.to_thread(produce, broker.bootstrap, settings.topic,
                                 [(agent.encode(), json.dumps(e).encode(), None) for e in events])
-        state = await until(lambda: (s := read(kube, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
+        state = await wait(lambda: (s := read(emu, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
         assert state["weights"] == {f"{agent}-v1": 100, f"{agent}-v2": 0} and state["canary_replicas"] == 0
         assert survivor.actuator.applied >= 2 and leader.actuator.applied == 0
     finally:

@@ -83,20 +83,6 @@ def receiver() -> Iterator[Receiver]:
     r.thread.join(5)
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorThread]:
-    e = EmulatorThread().start()
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def client(emu: EmulatorThread) -> Iterator[kubernetes.client.ApiClient]:
-    c = emu.api_client()
-    yield c
-    c.close()
-
-
 class Sleeps:
     def __init__(self) -> None:
         self.delays: list[float] = []

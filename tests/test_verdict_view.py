@@ -21,7 +21,7 @@ from controller.pipeline import PipelineSettings
 from controller.simulate import Fault, SimConfig, generate
 from controller.verdict_view import VerdictView
 from controller.worker import Worker
-from tests.conftest import produce
+from tests.conftest import produce, until
 
 START = 1_790_000_000.0
 
@@ -56,21 +56,6 @@ def test_view_keeps_the_latest_document_per_agent_and_tombstones_delete() -> Non
     assert view._names == {"rb": {"b"}}  # no index entry outlives its document
 
 
-async def _until(cond: Callable[[], Any], timeout: float, runs: list[asyncio.Task[Any]] = ()) -> Any:  # type: ignore[assignment]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        for r in runs:
-            if r.done():
-                r.result()
-                raise AssertionError("a worker stopped")
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met in time; last: {got!r}")
-        await asyncio.sleep(0.1)
-
-
 async def test_view_reads_every_partition_from_the_beginning(broker: EmbeddedBroker,
                                                              unique: Callable[[str], str]) -> None:
     topic = unique("verdicts")
@@ -82,11 +67,11 @@ async def test_view_reads_every_partition_from_the_beginning(broker: EmbeddedBro
     stop = asyncio.Event()
     run = asyncio.create_task(view.run(stop))
     try:
-        await _until(view.ready.is_set, 15, [run])
+        await until(view.ready.is_set, 15, [run])
         assert sorted(view.docs) == ["a", "b"] and view.by_agent("a")["verdict"] == "unhealthy"  # type: ignore[index]
         # and follows the topic afterwards
         await asyncio.to_thread(produce, broker.bootstrap, topic, [(b"b", None, None), (b"d", doc("d", "rd"), None)])
-        await _until(lambda: sorted(view.docs) == ["a", "d"], 15, [run])
+        await until(lambda: sorted(view.docs) == ["a", "d"], 15, [run])
     finally:
         stop.set()
         await run
@@ -130,7 +115,7 @@ async def test_every_replica_serves_every_agents_verdict(broker: EmbeddedBroker,
     runs = [asyncio.create_task(w.run()) for w in workers]
     try:
         # both replicas in the group, one summaries partition each
-        await _until(lambda: all(w.is_ready() and w.state and w.state.consumer
+        await until(lambda: all(w.is_ready() and w.state and w.state.consumer
                                  and len(w.state.consumer.assignment()) == 1 for w in workers), 30, runs)
         records = []
         for i, agent in enumerate(agents):
@@ -139,12 +124,12 @@ async def test_every_replica_serves_every_agents_verdict(broker: EmbeddedBroker,
                                seed=i, start=START, canary_weight=30, faults=faults)
             records += [(agent.encode(), json.dumps(e).encode(), None) for e in generate(config)]
         await asyncio.to_thread(produce, broker.bootstrap, settings.topic, records)
-        await _until(lambda: sum(w.stats.events for w in workers) == len(records), 30, runs)
+        await until(lambda: sum(w.stats.events for w in workers) == len(records), 30, runs)
 
         def owners() -> dict[str, int]:
             return {a: i for i, w in enumerate(workers) if w.state for a in agents if a in w.state.engine.agents}
 
-        owner = await _until(lambda: len(o := owners()) == len(agents) and o, 20, runs)
+        owner = await until(lambda: len(o := owners()) == len(agents) and o, 20, runs)
         assert sorted(owner.values()) == [0, 0, 1, 1]
         ports = [w.http.port for w in workers if w.http is not None]
 
@@ -188,8 +173,8 @@ async def test_every_replica_serves_every_agents_verdict(broker: EmbeddedBroker,
         published = staying.stats.verdicts
         workers[0].stop()
         await runs[0]
-        await _until(lambda: staying.state and all(a in staying.state.engine.agents for a in agents), 30, runs[1:])
-        await _until(lambda: staying.stats.verdicts >= published + 2, 10, runs[1:])
+        await until(lambda: staying.state and all(a in staying.state.engine.agents for a in agents), 30, runs[1:])
+        await until(lambda: staying.stats.verdicts >= published + 2, 10, runs[1:])
         for a in agents:
             status, d = await asyncio.to_thread(_get, ports[1], f"/api/v1/verdict/shop/r-{a}")
             assert status == 200 and d["source"] == "local" and d["rollback"] is (a == bad)
