@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["Action", "Decision", "Evidence", "encode", "iso"]
+__all__ = ["Action", "Decision", "Evidence", "encode", "iso", "seconds"]
 
 Action = Literal["rollback", "set_weight", "promote", "pause", "alert"]
 
@@ -49,6 +49,15 @@ def encode(decision: Decision) -> bytes:
 
 def decode(raw: bytes) -> Decision:
     return _decoder.decode(raw)
+
+
+def seconds(time: str) -> float:
+    """Epoch seconds of a decision's ``time`` (the inverse of :func:`iso`).
+
+    >>> seconds(iso(1.5))
+    1.5
+    """
+    return datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
 
 
 def iso(t: float) -> str:

@@ -15,7 +15,7 @@ from typing import TextIO
 from controller.broker import EmbeddedBroker
 from controller.cluster import InMemoryCluster
 from controller.config import parse_rollout
-from controller.decisions import Decision
+from controller.decisions import Decision, seconds
 from controller.pipeline import PipelineSettings
 from controller.simulate import Fault, SimConfig, produce
 from controller.worker import Worker
@@ -54,9 +54,7 @@ def _show_decision(d: Decision, out: TextIO, onset_wall: float | None, t0: float
     if d.examples:
         print(f"    example conversations: {', '.join(d.examples[:5])}", file=out)
     if d.action == "rollback" and onset_wall is not None:
-        from datetime import datetime
-
-        at = datetime.fromisoformat(d.time.replace("Z", "+00:00")).timestamp()
+        at = seconds(d.time)
         print(f"    rolled back {at - onset_wall:.1f} s after the fault's onset (event time), "
               f"{time.time() - t0:.0f} s into the demo", file=out)
     print(file=out, flush=True)

@@ -29,14 +29,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controller.config import Rollout
-from controller.decisions import Decision, decode
+from controller.decisions import Decision, decode, seconds
 from controller.kube.errors import KubeError, PermanentError
 from controller.kube.target import KubeTarget
 
@@ -110,7 +109,7 @@ class Actuator:
         if rollout is None:
             return d
         policy = rollout.rollback
-        t = _seconds(d.time)
+        t = seconds(d.time)
         count, last = self.rollbacks.get(d.agent, (0, None))
         why = None
         if last is not None and last == t:
@@ -156,7 +155,7 @@ class Actuator:
                 return True
             if d.action == "rollback":
                 count, last = self.rollbacks.get(d.agent, (0, None))
-                t = _seconds(d.time)
+                t = seconds(d.time)
                 self.rollbacks[d.agent] = (count + (last != t), t)
             self.applied += 1
             self._notify(d, True, None)
@@ -207,6 +206,3 @@ class Actuator:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-
-def _seconds(iso_time: str) -> float:
-    return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()

@@ -19,13 +19,12 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 import kubernetes
 
 from controller.cluster import apply_decision
-from controller.decisions import Decision
+from controller.decisions import Decision, seconds
 from controller.kube.api import AGENTROLLOUT, KubeApi, Timeout, with_version
 from controller.kube.errors import ConflictError, KubeError, NotFoundError, PermanentError, TemporaryError
 from controller.kube.retry import Retrier, RetryPolicy, Sleep
@@ -174,7 +173,7 @@ class KubernetesCluster:
             return 0, None
         st = ar.get("status") or {}
         last = st.get("lastRollbackTime")
-        when = datetime.fromisoformat(str(last).replace("Z", "+00:00")).timestamp() if last else None
+        when = seconds(str(last)) if last else None
         return int(st.get("rollbacksApplied") or 0), when
 
     async def record(self, decision: Decision, target: KubeTarget, error: str | None = None) -> None:
