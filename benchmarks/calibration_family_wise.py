@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.analysis import SEGMENT_SHARE
+from controller.analysis.canary import SEGMENT_SHARE
 from controller.config import Analysis
 
 _spec = importlib.util.spec_from_file_location("family_wise_scenarios",

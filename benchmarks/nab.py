@@ -3,12 +3,12 @@
 Run: ``/tmp/probe-venv/bin/python benchmarks/nab.py [--data DIR] [--detector NAME ...] [--arl ARL]``.
 
 The corpus (``../shared/data/nab`` from the repository root: 58 series with labelled anomaly windows) is
-run through :func:`controller.detect.detect`, the function behind ``vigil detect SERIES.csv --detector NAME``,
+run through :func:`controller.tools.detect.detect`, the function behind ``vigil detect SERIES.csv --detector NAME``,
 for every registered change detector of real-valued observations at its default parameters: the alarms'
 row indices are binary detections, scored as they are (no threshold is optimised, unlike the published
 scoreboard, where each detector's threshold on its anomaly score was tuned on the corpus itself). Series
 run in parallel (``--workers``, default 2); ``detect_s`` is the CPU time summed over series (reading and
-the two passes of :func:`controller.detect.run` included).
+the two passes of :func:`controller.tools.detect.run` included).
 
 Scoring follows the NAB repository's scorer (``nab/sweeper.py``, NAB v1.1, and ``Runner.normalize``) and
 Lavin & Ahmad (2015):
@@ -209,7 +209,7 @@ def _series_files(data_dir: Path, windows: dict[str, Any]) -> list[str]:
 
 
 def _detect_file(job: tuple[str, Path, str, float | None]) -> tuple[str, int, list[int], float]:
-    from controller.detect import detect
+    from controller.tools.detect import detect
 
     name, path, detector, arl = job
     t = time.perf_counter()

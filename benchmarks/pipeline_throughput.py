@@ -15,10 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.broker import EmbeddedBroker, ensure_topics
-from controller.cluster import InMemoryCluster
-from controller.pipeline import PipelineSettings
-from controller.simulate import SimConfig, write_jsonl
+from controller.actuators.memory import InMemoryCluster
+from controller.runtime.kafka import ensure_topics
+from controller.runtime.pipeline import PipelineSettings
+from controller.tools.broker import EmbeddedBroker
+from controller.tools.simulate import SimConfig, write_jsonl
 from controller.worker import Worker
 
 
@@ -50,7 +51,7 @@ async def main(n: int) -> dict[str, float]:
         while not worker.is_ready():
             await asyncio.sleep(0.01)
         joined = time.perf_counter()
-        while worker.stats.events < len(lines) or worker.stats.partials < worker.stats.partials_sent:
+        while worker.stats.events < len(lines) or worker.stats.summaries < worker.stats.summaries_sent:
             if run.done():
                 run.result()
             await asyncio.sleep(0.01)

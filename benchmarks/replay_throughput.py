@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.aggregate import Aggregator
-from controller.events import decode_line
+from controller.contracts.events import decode_line
+from controller.ingest.aggregator import Aggregator
 from controller.replay import ReplayStats, replay
-from controller.simulate import Fault, SimConfig, write_jsonl
+from controller.tools.simulate import Fault, SimConfig, write_jsonl
 
 
 def main(n: int = 100_000) -> dict[str, float]:

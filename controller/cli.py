@@ -21,7 +21,7 @@ def _error(message: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from controller.decisions import encode
+    from controller.contracts.decisions import encode
     from controller.replay import ReplayStats, replay
 
     try:
@@ -51,9 +51,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from controller.broker import EmbeddedBroker
-    from controller.cluster import InMemoryCluster
-    from controller.pipeline import PipelineSettings
+    from controller.actuators.memory import InMemoryCluster
+    from controller.runtime.pipeline import PipelineSettings
+    from controller.tools.broker import EmbeddedBroker
     from controller.worker import Worker
 
     try:
@@ -92,34 +92,25 @@ def _kube_mode(args: argparse.Namespace) -> Any:
     local emulators), where to read AgentRollouts, and this replica's Lease identity."""
     import socket
 
-    import kubernetes
-
-    from controller.kube.lease import LeaseSettings
+    from controller.actuators.kubernetes.api import api_client
+    from controller.actuators.kubernetes.lease import LeaseSettings
     from controller.worker import KubeMode
 
-    if args.kube_api:
-        cfg = kubernetes.client.Configuration()
-        cfg.host = args.kube_api
-        client = kubernetes.client.ApiClient(cfg)
-    elif args.kubeconfig:
-        client = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
-    else:
-        kubernetes.config.load_incluster_config()
-        client = kubernetes.client.ApiClient()
+    client = api_client(args.kube_api, args.kubeconfig)
     lease = LeaseSettings(namespace=args.lease_namespace, name=args.lease_name,
                           identity=args.identity or socket.gethostname())
     return KubeMode(client=client, lease=lease, watch_namespace=args.namespace or None)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from controller.demo import run_demo
+    from controller.tools.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
     return asyncio.run(run_demo(fault=not args.no_fault, rate=args.rate, seed=args.seed))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from controller import detect, simulate
+    from controller.tools import detect, simulate
 
     parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from controller.metrics import spec_for
+from controller.ingest.catalog import spec_for
 
 __all__ = ["API_VERSION", "MAX_SEGMENTS_LIMIT", "NOTIFY_ACTIONS", "ROUTERS", "SEGMENT_DIMENSIONS", "Analysis",
            "ConfigError", "MetricOverride", "Notification", "RollbackPolicy", "Rollout", "SecretRef", "Step", "Traffic",

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from controller.aggregate import Aggregator, tenant_caps
 from controller.config import Rollout
-from controller.decisions import Decision
-from controller.engine import Engine
-from controller.events import InvalidEvent, decode_line
+from controller.contracts.decisions import Decision
+from controller.contracts.events import InvalidEvent, decode_line
+from controller.engine.core import Engine
+from controller.ingest.aggregator import Aggregator, tenant_caps
 
 __all__ = ["ReplayStats", "replay"]
 

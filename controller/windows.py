@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from controller.aggregate import Bucket, Partial, merge_bucket
+from controller.ingest.buckets import Bucket, Summary, merge_bucket
 
 __all__ = ["EventTimeWindow"]
 
@@ -30,11 +30,11 @@ class EventTimeWindow:
         self.idle_timeout = idle_timeout
         self.high: dict[str, float] = {}
         self.reported: dict[str, float] = {}  # source -> its sender's newest time at its last report
-        self.applied: dict[str, int] = {}  # source -> last offset applied, to drop replayed partials
+        self.applied: dict[str, int] = {}  # source -> last offset applied, to drop replayed summaries
         self.open: dict[int, dict[tuple[str, str, str, str], Bucket]] = {}
         self.closed_until = -math.inf  # every bucket starting before this is closed
         self.late_events = 0
-        self.duplicate_partials = 0
+        self.duplicate_summaries = 0
 
     @property
     def watermark(self) -> float:
@@ -44,20 +44,20 @@ class EventTimeWindow:
         live = [h for s, h in self.high.items() if self.reported[s] >= newest - self.idle_timeout]
         return min(live) - self.allowed_lateness
 
-    def add(self, partial: Partial) -> bool:
-        """Merge a partial's buckets; False when the partial was already applied (a replay after a crash)."""
-        if partial.offsets and all(last <= self.applied.get(src, -1) for src, (_, last) in partial.offsets.items()):
-            self.duplicate_partials += 1
+    def add(self, summary: Summary) -> bool:
+        """Merge a summary's buckets; False when the summary was already applied (a replay after a crash)."""
+        if summary.offsets and all(last <= self.applied.get(src, -1) for src, (_, last) in summary.offsets.items()):
+            self.duplicate_summaries += 1
             return False
-        for src, (_, last) in partial.offsets.items():
+        for src, (_, last) in summary.offsets.items():
             self.applied[src] = max(last, self.applied.get(src, -1))
         # the newest report on a source wins, even when lower: a backlog found behind it must hold it back
-        self.high.update(partial.highs)
-        if partial.highs:
-            sender_newest = max(partial.highs.values())
-            for s in partial.highs:
+        self.high.update(summary.highs)
+        if summary.highs:
+            sender_newest = max(summary.highs.values())
+            for s in summary.highs:
                 self.reported[s] = sender_newest
-        for b in partial.buckets:
+        for b in summary.buckets:
             if b.start < self.closed_until:
                 self.late_events += b.n
                 continue
@@ -65,7 +65,7 @@ class EventTimeWindow:
             key = (b.version, b.track, b.channel, b.tenant)
             mine = series.get(key)
             if mine is None:
-                # copy so later merges never alias the caller's partial
+                # copy so later merges never alias the caller's summary
                 series[key] = msgspec.convert(msgspec.to_builtins(b), Bucket)
             else:
                 merge_bucket(mine, b)
@@ -76,7 +76,7 @@ class EventTimeWindow:
         limit = math.inf if flush else self.watermark
         ready = sorted(s for s in self.open if s + self.bucket_seconds <= limit)
         # series in a fixed order, not arrival order, so that what follows is the same however the
-        # partials came in (which examples are kept, the order floating-point sums are taken in)
+        # summaries came in (which examples are kept, the order floating-point sums are taken in)
         out = [(s, [b for _, b in sorted(self.open.pop(s).items())]) for s in ready]
         if ready:
             self.closed_until = max(self.closed_until, ready[-1] + self.bucket_seconds)
@@ -89,7 +89,7 @@ class EventTimeWindow:
         return {
             "high": self.high, "reported": self.reported, "applied": self.applied,
             "closed_until": None if math.isinf(self.closed_until) else self.closed_until,
-            "late_events": self.late_events, "duplicate_partials": self.duplicate_partials,
+            "late_events": self.late_events, "duplicate_summaries": self.duplicate_summaries,
             "open": [msgspec.to_builtins(b) for series in self.open.values() for b in series.values()],
         }
 
@@ -99,7 +99,7 @@ class EventTimeWindow:
         self.applied = {str(k): int(v) for k, v in state["applied"].items()}
         self.closed_until = -math.inf if state["closed_until"] is None else float(state["closed_until"])
         self.late_events = int(state["late_events"])
-        self.duplicate_partials = int(state["duplicate_partials"])
+        self.duplicate_summaries = int(state["duplicate_summaries"])
         self.open = {}
         for raw in state["open"]:
             b = msgspec.convert(raw, Bucket, strict=False)

@@ -1,12 +1,12 @@
 """``vigil run``: the live worker (both pipeline stages and the HTTP endpoints) in one process.
 
 With :class:`KubeMode` it also reads the cluster's AgentRollouts, campaigns for the Lease, and, while it
-leads, carries the decisions topic out on the cluster (see :mod:`controller.kube.actuator`); the pipeline
+leads, carries the decisions topic out on the cluster (see :mod:`controller.runtime.actuator`); the pipeline
 then acts on no cluster itself, so every replica keeps deciding (its state warm) and only the leader acts.
 The leader's actuator also sends each decision it carried out to the rollout's webhooks
-(:mod:`controller.notify`).
+(:mod:`controller.notify.webhooks`).
 
-In both modes a :class:`~controller.verdict_view.VerdictView` reads every agent's latest verdict from the
+In both modes a :class:`~controller.runtime.verdicts.VerdictView` reads every agent's latest verdict from the
 verdicts topic while the pipeline runs, so the verdict endpoints of every replica answer for every agent.
 """
 
@@ -20,12 +20,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from controller.cluster import ClusterBackend
+from controller.actuators.protocol import ClusterBackend
 from controller.config import Rollout
-from controller.decisions import Decision
-from controller.http import HttpServer
-from controller.pipeline import IngestStage, PipelineSettings, PipelineStats, StateStage, run_pipeline
-from controller.verdict_view import VerdictView
+from controller.contracts.decisions import Decision
+from controller.http.server import HttpServer
+from controller.runtime.pipeline import IngestStage, PipelineSettings, PipelineStats, StateStage, run_pipeline
+from controller.runtime.verdicts import VerdictView
 
 __all__ = ["KubeMode", "Worker"]
 
@@ -37,7 +37,7 @@ class KubeMode:
     client: Any
     """A ``kubernetes.client.ApiClient`` (in-cluster credentials in a pod; any API server in tests)."""
     lease: Any
-    """The ``controller.kube.LeaseSettings`` of this replica."""
+    """The ``controller.actuators.kubernetes.LeaseSettings`` of this replica."""
     watch_namespace: str | None = None
     """Read AgentRollouts in this namespace only; None: in every namespace."""
     refresh_interval: float = 10.0
@@ -121,12 +121,12 @@ class Worker:
             await asyncio.gather(run, view, return_exceptions=True)
 
     async def _run_kube(self) -> PipelineStats:
-        from controller.aggregate import tenant_caps
-        from controller.kube.actuator import Actuator, ActuatorSettings, target_of
-        from controller.kube.backend import KubernetesCluster
-        from controller.kube.lease import LeaderElection
-        from controller.kube.rollouts import RolloutSource
-        from controller.notify import Notifier
+        from controller.actuators.kubernetes.backend import KubernetesCluster
+        from controller.actuators.kubernetes.lease import LeaderElection
+        from controller.actuators.kubernetes.rollouts import RolloutSource
+        from controller.ingest.aggregator import tenant_caps
+        from controller.notify.webhooks import Notifier
+        from controller.runtime.actuator import Actuator, ActuatorSettings, target_of
 
         assert self.kube is not None
         kube = self.kube

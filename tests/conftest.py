@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.broker import EmbeddedBroker
+from controller.tools.broker import EmbeddedBroker
 
 _counter = itertools.count()
 

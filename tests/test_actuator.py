@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from controller.actuators.kubernetes.errors import ConflictError, PermanentError, TemporaryError
 from controller.config import Rollout, parse_rollout
-from controller.decisions import Decision, iso
-from controller.engine import Engine
-from controller.kube.actuator import Actuator, ActuatorSettings, target_of
-from controller.kube.errors import ConflictError, PermanentError, TemporaryError
-from tests.test_engine import T0, partials, run, traffic
+from controller.contracts.decisions import Decision, iso
+from controller.engine.core import Engine
+from controller.runtime.actuator import Actuator, ActuatorSettings, target_of
+from tests.test_engine import T0, run, summaries, traffic
 
 
 def rollout(**spec: Any) -> Rollout:
@@ -107,10 +107,10 @@ async def test_rollback_policy_cooldown_and_max_actions() -> None:
 
 def test_paused_rollout_holds_its_steps_but_still_rolls_back() -> None:
     steps = [{"setWeight": 10}, {"pause": {"duration": "10s"}}, {"setWeight": 50}, {"pause": {"duration": "10s"}}]
-    healthy = run(Engine([rollout(steps=steps, paused=True)]), partials(traffic(1, 120, share=0.3)))
+    healthy = run(Engine([rollout(steps=steps, paused=True)]), summaries(traffic(1, 120, share=0.3)))
     assert [d.action for d in healthy] == [], "paused before the first step: no step, no promotion"
     harmful = run(Engine([rollout(steps=steps, paused=True)]),
-                  partials(traffic(2, 240, share=0.3, escalation=(0.1, 0.3))))
+                  summaries(traffic(2, 240, share=0.3, escalation=(0.1, 0.3))))
     assert [d.action for d in harmful] == ["rollback"]
 
 
@@ -118,7 +118,7 @@ def test_engine_takes_new_settings_while_running() -> None:
     steps = [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {"duration": "1h"}}]
     eng = Engine([rollout(steps=steps, paused=True)])
     out: list[Decision] = []
-    stream = partials(traffic(3, 200, share=0.3))
+    stream = summaries(traffic(3, 200, share=0.3))
     for i, p in enumerate(stream):
         if i == 60:
             eng.set_rollouts([rollout(steps=steps)])  # resumed

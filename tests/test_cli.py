@@ -116,7 +116,7 @@ def test_run_refuses_incomplete_kafka_security_settings(env: dict[str, str], say
 
 
 def test_kafka_client_options_carry_the_security_settings() -> None:
-    from controller.pipeline import PipelineSettings
+    from controller.runtime.pipeline import PipelineSettings
 
     s = PipelineSettings(bootstrap="k:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
                          sasl_username="vigil", sasl_password="pw")

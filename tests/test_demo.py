@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 
-from controller.demo import run_demo
+from controller.tools.demo import run_demo
 
 
 async def test_demo_rolls_back_the_faulty_canary_within_90_s_of_the_fault() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from controller.cli import main
-from controller.detect import DEFAULT_DETECTOR, read_series
+from controller.tools.detect import DEFAULT_DETECTOR, read_series
 from detectors.robust_shift import RobustShift, floor_for_arl
 from tests.conftest import first_alarm_times
 

@@ -1,4 +1,4 @@
-"""Tests of the stateful stage (``controller.engine``) with its analysis and policy, and of ``vigil replay``.
+"""Tests of the stateful stage (``controller.engine.core``) with its analysis and policy, and of ``vigil replay``.
 
 Traffic is synthetic: events are built directly, one poll per second of event time, with outcomes drawn
 from a seeded numpy generator, then pre-aggregated with :class:`Aggregator` as the ingest stage does.
@@ -18,13 +18,14 @@ import msgspec
 import numpy as np
 import pytest
 
-from controller.aggregate import Aggregator, Partial
 from controller.config import Rollout, parse_rollout
-from controller.decisions import Decision, iso
-from controller.engine import Engine
-from controller.events import Event, Interaction
+from controller.contracts.decisions import Decision, iso
+from controller.contracts.events import Event, Interaction
+from controller.engine.core import Engine
+from controller.ingest.aggregator import Aggregator
+from controller.ingest.buckets import Summary
 from controller.replay import ReplayStats, replay
-from controller.simulate import Fault, SimConfig, write_jsonl
+from controller.tools.simulate import Fault, SimConfig, write_jsonl
 
 T0 = 1_700_000_000  # a whole second, so bucket boundaries fall on T0 + k
 CHANNELS = ("sms", "webchat", "voice")
@@ -85,11 +86,11 @@ def traffic(seed: int, seconds: int, *, agent: str = "bot", rate: float = 50.0, 
     return out
 
 
-def partials(*streams: Traffic, sources: int = 1, tenants: dict[str, int] | None = None) -> list[Partial]:
-    """The partials of the streams' polls, second by second, spread round-robin over ``sources``."""
+def summaries(*streams: Traffic, sources: int = 1, tenants: dict[str, int] | None = None) -> list[Summary]:
+    """The summaries of the streams' polls, second by second, spread round-robin over ``sources``."""
     aggs = [Aggregator(tenants=tenants) for _ in range(sources)]
     offsets = [0] * sources
-    out: list[Partial] = []
+    out: list[Summary] = []
     for second in range(max(len(s.polls) for s in streams)):
         for stream in streams:
             for e in stream.polls[second] if second < len(stream.polls) else []:
@@ -101,7 +102,7 @@ def partials(*streams: Traffic, sources: int = 1, tenants: dict[str, int] | None
     return out
 
 
-def run(engine: Engine, items: Iterable[Partial], flush: bool = True) -> list[Decision]:
+def run(engine: Engine, items: Iterable[Summary], flush: bool = True) -> list[Decision]:
     out: list[Decision] = []
     for p in items:
         out.extend(engine.apply(p))
@@ -130,7 +131,7 @@ def tripled() -> Traffic:
 
 
 def test_tripled_escalation_rate_is_rolled_back(tripled: Traffic) -> None:
-    decisions = run(Engine(), partials(tripled))
+    decisions = run(Engine(), summaries(tripled))
     assert [d.action for d in decisions].count("rollback") == 1
     rb = decisions[-1]
     assert rb.action == "rollback" and rb.agent == "bot" and rb.version == "v2"
@@ -150,25 +151,25 @@ def test_tripled_escalation_rate_is_rolled_back(tripled: Traffic) -> None:
 
 def test_rollback_is_final(tripled: Traffic) -> None:
     engine = Engine()
-    items = partials(tripled)
+    items = summaries(tripled)
     decisions = run(engine, items)
     st = engine.agents["bot"]
     assert st.policy is not None and st.policy.phase == "rolled_back"
-    assert run(engine, partials(traffic(seed=2, seconds=30, escalation=(0.1, 0.9), start=T0 + 400))) == []
+    assert run(engine, summaries(traffic(seed=2, seconds=30, escalation=(0.1, 0.9), start=T0 + 400))) == []
     assert decisions[-1].action == "rollback"
 
 
 def test_no_decision_without_a_canary() -> None:
     only_stable = traffic(seed=3, seconds=60, share=0.0)
     engine = Engine()
-    assert run(engine, partials(only_stable)) == []
+    assert run(engine, summaries(only_stable)) == []
     assert engine.agents["bot"].policy is None
 
 
 def test_healthy_canary_is_not_rolled_back() -> None:
     healthy = traffic(seed=4, seconds=600, escalation=(0.12, 0.12))
     engine = Engine()
-    assert run(engine, partials(healthy)) == []
+    assert run(engine, summaries(healthy)) == []
     analysis = engine.agents["bot"].analysis
     assert analysis is not None and analysis.buckets_seen >= 595  # it did look, at every second
     expected = {"escalation_rate", "resolution_rate", "latency_ms>p90", "output_tokens>p50"}
@@ -182,13 +183,13 @@ def test_upstream_incident_hitting_both_versions_is_not_rolled_back() -> None:
     canary = [e.data.outcome == "escalated" for e in stream.events if e.data.track == "canary"]
     stable = [e.data.outcome == "escalated" for e in stream.events if e.data.track == "stable"]
     assert np.mean(canary) > 1.5 * np.mean(stable)  # a pooled comparison would blame the canary
-    assert run(Engine(), partials(stream)) == []
+    assert run(Engine(), summaries(stream)) == []
 
 
 @pytest.fixture(scope="module")
 def resolution_drop() -> tuple[Traffic, list[Decision]]:
     stream = traffic(seed=6, seconds=300, resolution=(0.85, 0.55))
-    return stream, run(Engine([rollout(metrics=[{"name": "resolution_rate"}])]), partials(stream))
+    return stream, run(Engine([rollout(metrics=[{"name": "resolution_rate"}])]), summaries(stream))
 
 
 def test_resolution_drop_is_rolled_back(resolution_drop: tuple[Traffic, list[Decision]]) -> None:
@@ -210,7 +211,7 @@ def test_resolution_rollback_examples_are_unresolved(resolution_drop: tuple[Traf
 
 # --- alerts ---------------------------------------------------------------------------------------------
 def test_alarm_with_too_few_samples_alerts_instead_of_rolling_back(tripled: Traffic) -> None:
-    decisions = run(Engine([rollout(minSamples=1_000_000)]), partials(tripled))
+    decisions = run(Engine([rollout(minSamples=1_000_000)]), summaries(tripled))
     assert decisions and all(d.action == "alert" for d in decisions)
     alerted = [d.evidence[0].metric for d in decisions]
     assert "escalation_rate" in alerted
@@ -223,13 +224,13 @@ def test_alarm_with_too_few_samples_alerts_instead_of_rolling_back(tripled: Traf
 
 def test_metric_min_samples_override_applies_per_metric(tripled: Traffic) -> None:
     r = rollout(metrics=[{"name": "escalation_rate", "minSamples": 1_000_000}, {"name": "error_rate"}])
-    decisions = run(Engine([r]), partials(tripled))
+    decisions = run(Engine([r]), summaries(tripled))
     assert [d.action for d in decisions] == ["alert"]
 
 
 def test_non_critical_metric_only_alerts(tripled: Traffic) -> None:
     r = rollout(metrics=[{"name": "escalation_rate", "critical": False}])
-    decisions = run(Engine([r]), partials(tripled))
+    decisions = run(Engine([r]), summaries(tripled))
     assert [d.action for d in decisions] == ["alert"]
     assert "not critical" in decisions[0].reason
 
@@ -240,7 +241,7 @@ STEPS = [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {
 
 def test_healthy_canary_steps_forward_then_is_promoted() -> None:
     stream = traffic(seed=7, seconds=120, escalation=(0.12, 0.12))
-    decisions = run(Engine([rollout(steps=STEPS)]), partials(stream))
+    decisions = run(Engine([rollout(steps=STEPS)]), summaries(stream))
     assert [d.action for d in decisions] == ["set_weight", "set_weight", "promote"]
     assert [d.weights for d in decisions] == [{"v1": 90.0, "v2": 10.0}, {"v1": 50.0, "v2": 50.0},
                                               {"v1": 0.0, "v2": 100.0}]
@@ -254,7 +255,7 @@ def test_healthy_canary_steps_forward_then_is_promoted() -> None:
 def test_consecutive_weights_are_set_in_one_bucket() -> None:
     stream = traffic(seed=8, seconds=20, escalation=(0.12, 0.12))
     steps = [{"setWeight": 5}, {"setWeight": 25}, {"pause": {"duration": 10}}]
-    decisions = run(Engine([rollout(steps=steps)]), partials(stream))
+    decisions = run(Engine([rollout(steps=steps)]), summaries(stream))
     assert [(d.action, d.weights["v2"]) for d in decisions] == [("set_weight", 5.0), ("set_weight", 25.0),
                                                                  ("promote", 100.0)]
     assert decisions[0].time == decisions[1].time
@@ -262,7 +263,7 @@ def test_consecutive_weights_are_set_in_one_bucket() -> None:
 
 def test_harmful_canary_is_rolled_back_before_promotion(tripled: Traffic) -> None:
     steps = [{"setWeight": 10}, {"pause": {"duration": "10m"}}]
-    decisions = run(Engine([rollout(steps=steps)]), partials(tripled))
+    decisions = run(Engine([rollout(steps=steps)]), summaries(tripled))
     actions = [d.action for d in decisions]
     assert actions[0] == "set_weight" and actions[-1] == "rollback" and "promote" not in actions
     assert decisions[-1].weights == {"v1": 100.0, "v2": 0.0}
@@ -271,23 +272,23 @@ def test_harmful_canary_is_rolled_back_before_promotion(tripled: Traffic) -> Non
 def test_configured_engine_ignores_other_agents() -> None:
     other = traffic(seed=9, seconds=60, agent="other", escalation=(0.1, 0.6))
     engine = Engine([rollout(steps=STEPS)])
-    assert run(engine, partials(other)) == []
+    assert run(engine, summaries(other)) == []
     assert "other" not in engine.agents
 
 
 def test_config_versions_win_over_event_tracks() -> None:
     # the events call v3 canary, but the rollout compares v1 with v2: v3 is not analysed
     stream = traffic(seed=10, seconds=120, escalation=(0.1, 0.5), versions=("v1", "v3"))
-    assert run(Engine([rollout()]), partials(stream)) == []
-    assert run(Engine(), partials(stream))[-1].action == "rollback"  # in track mode, v3 is the canary
+    assert run(Engine([rollout()]), summaries(stream)) == []
+    assert run(Engine(), summaries(stream))[-1].action == "rollback"  # in track mode, v3 is the canary
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def two_agents() -> list[Partial]:
+def two_agents() -> list[Summary]:
     slow_harm = traffic(seed=11, seconds=240, agent="bot-a", escalation=(0.10, 0.18))
     stepping = traffic(seed=12, seconds=240, agent="bot-b", escalation=(0.12, 0.12))
-    return partials(slow_harm, stepping, sources=2)
+    return summaries(slow_harm, stepping, sources=2)
 
 
 def configured() -> Engine:
@@ -296,14 +297,14 @@ def configured() -> Engine:
     return Engine([rollout("bot-a"), rollout("bot-b", steps=steps)])
 
 
-def test_two_agent_scenario_decides_something(two_agents: list[Partial]) -> None:
+def test_two_agent_scenario_decides_something(two_agents: list[Summary]) -> None:
     decisions = run(configured(), two_agents)
     assert {(d.agent, d.action) for d in decisions} >= {("bot-a", "rollback"), ("bot-b", "set_weight"),
                                                          ("bot-b", "promote")}
 
 
 @pytest.mark.parametrize("cut", [0.1, 0.3, 0.45, 0.7])
-def test_resuming_from_saved_state_decides_exactly_the_same(two_agents: list[Partial], cut: float) -> None:
+def test_resuming_from_saved_state_decides_exactly_the_same(two_agents: list[Summary], cut: float) -> None:
     expected = run(configured(), two_agents)
     at = int(len(two_agents) * cut)
     first = configured()
@@ -319,7 +320,7 @@ def test_resuming_from_saved_state_decides_exactly_the_same(two_agents: list[Par
         assert before and after
 
 
-def test_resumed_engine_drops_a_replayed_partial(two_agents: list[Partial]) -> None:
+def test_resumed_engine_drops_a_replayed_summary(two_agents: list[Summary]) -> None:
     at = len(two_agents) // 2
     first = configured()
     run(first, two_agents[:at], flush=False)
@@ -328,12 +329,12 @@ def test_resumed_engine_drops_a_replayed_partial(two_agents: list[Partial]) -> N
         second.load_agent(json.loads(json.dumps(first.agent_state(agent))))
     replayed = two_agents[at - 1]
     assert second.apply(replayed) == []
-    before = first.agents[replayed.agent].window.duplicate_partials
-    assert second.agents[replayed.agent].window.duplicate_partials == before + 1
+    before = first.agents[replayed.agent].window.duplicate_summaries
+    assert second.agents[replayed.agent].window.duplicate_summaries == before + 1
 
 
 def test_track_mode_state_round_trip(tripled: Traffic) -> None:
-    items = partials(tripled)
+    items = summaries(tripled)
     expected = run(Engine(), items)
     first = Engine()
     before = run(first, items[:8], flush=False)
@@ -393,7 +394,7 @@ def test_replay_decides_as_the_engine_does(tmp_path: Path) -> None:
     with path.open("rb") as fh:
         replayed = list(replay(fh, [r]))
     assert [d.action for d in replayed] == ["set_weight", "set_weight", "promote"]
-    assert replayed == run(Engine([r]), partials(stream))
+    assert replayed == run(Engine([r]), summaries(stream))
 
 
 def test_replay_refuses_rollouts_with_different_buckets(tmp_path: Path) -> None:
@@ -407,7 +408,7 @@ def test_replay_refuses_rollouts_with_different_buckets(tmp_path: Path) -> None:
 def test_resuming_with_segment_tests_decides_exactly_the_same() -> None:
     stream = traffic(seed=14, seconds=200, escalation=(0.10, 0.20), tenants=("acme", "globex", "initech"))
     # each ingest source keeps apart the first 2 tenants it sees, and the analysis the first 2 it sees
-    items = partials(stream, sources=2, tenants={"bot": 2})
+    items = summaries(stream, sources=2, tenants={"bot": 2})
     r = rollout(segments=["channel", "tenant"], maxSegments=2)
     whole = Engine([r])
     expected = run(whole, items)

@@ -1,4 +1,4 @@
-"""Tests of the event contract (``controller.events``): envelopes, OTel aliases, event time, rejections.
+"""Tests of the event contract (``controller.contracts.events``): envelopes, OTel aliases, event time, rejections.
 
 Expected values are derived from the contract (RFC 3339 times written here, the documented precedence of
 the time sources, the documented field paths), not copied from a run of the decoder.
@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from controller.events import Event, Interaction, InvalidEvent, decode_line, decode_record
-from controller.metrics import observe
+from controller.contracts.events import Event, Interaction, InvalidEvent, decode_line, decode_record
+from controller.ingest.catalog import observe
 
 # 2024-03-01T12:00:00Z, computed independently of the decoder.
 T_ISO = "2024-03-01T12:00:00Z"

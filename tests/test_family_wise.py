@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from controller.aggregate import Bucket
-from controller.analysis import SEGMENT_SHARE, CanaryAnalysis
+from controller.analysis.canary import SEGMENT_SHARE, CanaryAnalysis
 from controller.config import Analysis, MetricOverride
-from controller.metrics import CATALOG
+from controller.ingest.buckets import Bucket
+from controller.ingest.catalog import CATALOG
 
 CHANNELS = ("webchat", "voice", "sms")
 TENANTS = ("acme", "globex", "initech", "umbrella", "hooli", "soylent")

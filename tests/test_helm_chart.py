@@ -28,7 +28,7 @@ import yaml
 
 from controller import config as vigil_config
 from controller.cli import build_parser
-from controller.decisions import Action, Decision, Evidence
+from controller.contracts.decisions import Action, Decision, Evidence
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "vigil"
@@ -602,7 +602,7 @@ def test_crd_names_versions_and_columns(crd: dict[str, Any]) -> None:
     for _, _, json_path in columns[:-1]:
         assert json_path in paths, json_path
     # the API group and plural are the ones the Kubernetes backend calls, when it is there
-    api = pytest.importorskip("controller.kube.api")
+    api = pytest.importorskip("controller.actuators.kubernetes.api")
     assert api.AGENTROLLOUT == ("vigil.dev", "v1alpha1", "agentrollouts")
 
 
@@ -684,7 +684,7 @@ def test_crd_spec_and_status_fields(crd: dict[str, Any]) -> None:
 
 
 def test_crd_status_matches_the_decisions(crd: dict[str, Any]) -> None:
-    """status.lastDecision is the decision line (controller/decisions.py) in camelCase, bar the examples."""
+    """status.lastDecision is the decision line (controller/contracts/decisions.py) in camelCase, bar the examples."""
     last = crd_schema(crd)["properties"]["status"]["properties"]["lastDecision"]
     assert set(last["properties"]) == {camel(f) for f in Decision.__struct_fields__} - {"agent", "examples"}
     assert last["properties"]["action"]["enum"] == list(typing.get_args(Action))
@@ -694,7 +694,7 @@ def test_crd_status_matches_the_decisions(crd: dict[str, Any]) -> None:
 
 
 def test_crd_router_enum_matches_the_kubernetes_backend(crd: dict[str, Any]) -> None:
-    target = pytest.importorskip("controller.kube.target")
+    target = pytest.importorskip("controller.actuators.kubernetes.target")
     router = crd_schema(crd)["properties"]["spec"]["properties"]["traffic"]["properties"]["router"]
     assert router["enum"] == list(typing.get_args(target.RouterKind))
 

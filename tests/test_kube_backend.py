@@ -15,9 +15,7 @@ import kubernetes
 import msgspec
 import pytest
 
-from controller.cluster import ClusterBackend
-from controller.decisions import Decision, Evidence, iso
-from controller.kube import (
+from controller.actuators.kubernetes import (
     KubernetesCluster,
     KubeTarget,
     NotFoundError,
@@ -26,8 +24,10 @@ from controller.kube import (
     TemporaryError,
     with_retries,
 )
-from controller.kube.errors import ConflictError
-from controller.kube.rollback import HASH_LABEL, REVISION, ROLLED_BACK_TO
+from controller.actuators.kubernetes.errors import ConflictError
+from controller.actuators.kubernetes.rollback import HASH_LABEL, REVISION, ROLLED_BACK_TO
+from controller.actuators.protocol import ClusterBackend
+from controller.contracts.decisions import Decision, Evidence, iso
 from tests.kube_emulator import EmulatorThread
 
 ROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")

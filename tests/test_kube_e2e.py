@@ -14,12 +14,12 @@ from typing import Any
 
 import kubernetes
 
-from controller.broker import EmbeddedBroker
-from controller.cluster import InMemoryCluster
-from controller.decisions import Decision
-from controller.kube.lease import LeaseSettings
-from controller.pipeline import PipelineSettings
-from controller.simulate import Fault, SimConfig, generate
+from controller.actuators.kubernetes.lease import LeaseSettings
+from controller.actuators.memory import InMemoryCluster
+from controller.contracts.decisions import Decision
+from controller.runtime.pipeline import PipelineSettings
+from controller.tools.broker import EmbeddedBroker
+from controller.tools.simulate import Fault, SimConfig, generate
 from controller.worker import KubeMode, Worker
 from tests.conftest import produce, until
 from tests.kube_emulator import EmulatorThread

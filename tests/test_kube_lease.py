@@ -16,8 +16,15 @@ from typing import Any
 import kubernetes
 import pytest
 
+from controller.actuators.kubernetes.lease import (
+    Clock,
+    LeaderElection,
+    LeaseSettings,
+    SystemClock,
+    format_time,
+    parse_time,
+)
 from controller.config import ConfigError
-from controller.kube.lease import Clock, LeaderElection, LeaseSettings, SystemClock, format_time, parse_time
 from tests.kube_emulator import EmulatorThread
 
 NS = "vigil"

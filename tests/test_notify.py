@@ -1,6 +1,6 @@
-"""Decision notifications (controller/notify.py) through the leader's actuator: a real HTTP receiver on 127.0.0.1
-(http.server in a thread) gets the webhooks, and the bearer tokens come from Secrets on the emulated API server
-(real HTTP, the official client)."""
+"""Decision notifications (controller/notify/webhooks.py) through the leader's actuator: a real HTTP
+receiver on 127.0.0.1 (http.server in a thread) gets the webhooks, and the bearer tokens come from Secrets on
+the emulated API server (real HTTP, the official client)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ import kubernetes
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from controller.actuators.kubernetes.errors import PermanentError
 from controller.config import Rollout
-from controller.decisions import Decision, Evidence, iso
-from controller.http import VigilCollector
-from controller.kube.actuator import Actuator, ActuatorSettings
-from controller.kube.errors import PermanentError
-from controller.notify import Notifier, payload, where
-from controller.pipeline import PipelineStats
+from controller.contracts.decisions import Decision, Evidence, iso
+from controller.http.server import VigilCollector
+from controller.notify.webhooks import Notifier, payload, where
+from controller.runtime.actuator import Actuator, ActuatorSettings
+from controller.runtime.pipeline import PipelineStats
 from tests.kube_emulator import EmulatorThread
 from tests.test_actuator import Recorder
 from tests.test_actuator import rollout as make_rollout
@@ -246,7 +246,7 @@ async def test_retries_are_bounded_and_a_4xx_is_not_retried(receiver: Receiver) 
 
 
 def test_redirects_are_not_followed(receiver: Receiver) -> None:
-    from controller.notify import urllib_send
+    from controller.notify.webhooks import urllib_send
 
     receiver.statuses.append(307)
     assert urllib_send(receiver.url("/hook"), b"{}", {"Authorization": "Bearer x"}, 5.0) == 307

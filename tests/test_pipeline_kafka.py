@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.broker import EmbeddedBroker, free_port
-from controller.cluster import InMemoryCluster
-from controller.decisions import Decision, encode
-from controller.pipeline import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, PipelineSettings
+from controller.actuators.memory import InMemoryCluster
+from controller.contracts.decisions import Decision, encode
 from controller.replay import replay
-from controller.simulate import Fault, SimConfig, write_jsonl
+from controller.runtime.pipeline import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, PipelineSettings
+from controller.tools.broker import EmbeddedBroker, free_port
+from controller.tools.simulate import Fault, SimConfig, write_jsonl
 from controller.worker import Worker
 from tests.conftest import consume, produce
 
@@ -141,7 +141,7 @@ async def test_restarted_worker_resumes_from_committed_offsets_with_its_state(
     await _until(first.is_ready)
     await asyncio.to_thread(produce, broker.bootstrap, settings.topic, [(b"support-bot", x, None) for x in lines[:cut]])
     await _until(lambda: first.stats.events == cut)
-    await _until(lambda: first.state is not None and first.stats.partials == first.stats.partials_sent
+    await _until(lambda: first.state is not None and first.stats.summaries == first.stats.summaries_sent
                  and not first.state.dirty)
     first.stop()
     await run  # stopping writes a last checkpoint and commits
@@ -181,7 +181,7 @@ async def test_a_backlog_spread_over_partitions_is_read_without_late_events(
     settings = _settings(broker, unique)
     lines = _events(tmp_path, "faulty.jsonl", fault=True, seed=6)
     expected = [encode(d) for d in replay(tmp_path / "faulty.jsonl")]
-    from controller.broker import ensure_topics
+    from controller.runtime.kafka import ensure_topics
 
     await ensure_topics(broker.bootstrap, {settings.topic: settings.partitions})
     await asyncio.to_thread(produce, broker.bootstrap, settings.topic, [(_key(x), x, None) for x in lines])

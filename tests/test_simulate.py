@@ -1,4 +1,4 @@
-"""Tests of the synthetic traffic generator (``controller.simulate``): contract, determinism, faults, CLI.
+"""Tests of the synthetic traffic generator (``controller.tools.simulate``): contract, determinism, faults, CLI.
 
 Statistical assertions use fixed seeds, so they are deterministic; their tolerances are still set at
 about 4-5 standard errors so that a change of seed or of the generator's internals does not make them
@@ -18,8 +18,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from controller.events import decode_line, decode_record
-from controller.simulate import FAULT_KINDS, TENANTS, Fault, SimConfig, generate, register, write_jsonl
+from controller.contracts.events import decode_line, decode_record
+from controller.tools.simulate import FAULT_KINDS, TENANTS, Fault, SimConfig, generate, register, write_jsonl
 
 CHANNELS = {"voice", "sms", "whatsapp", "rcs", "webchat", "email"}
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from controller.aggregate import Aggregator
 from controller.config import parse_rollout
-from controller.engine import Engine
-from controller.events import decode_line
-from controller.http import HttpServer
-from controller.pipeline import PipelineStats
-from controller.simulate import Fault, SimConfig, generate
+from controller.contracts.events import decode_line
+from controller.engine.core import Engine
+from controller.http.server import HttpServer
+from controller.ingest.aggregator import Aggregator
+from controller.runtime.pipeline import PipelineStats
+from controller.tools.simulate import Fault, SimConfig, generate
 
 
 def rollout(agent: str, name: str) -> Any:

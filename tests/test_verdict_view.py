@@ -14,12 +14,13 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from controller.broker import EmbeddedBroker, ensure_topics
-from controller.cluster import InMemoryCluster
+from controller.actuators.memory import InMemoryCluster
 from controller.config import parse_rollout
-from controller.pipeline import PipelineSettings
-from controller.simulate import Fault, SimConfig, generate
-from controller.verdict_view import VerdictView
+from controller.runtime.kafka import ensure_topics
+from controller.runtime.pipeline import PipelineSettings
+from controller.runtime.verdicts import VerdictView
+from controller.tools.broker import EmbeddedBroker
+from controller.tools.simulate import Fault, SimConfig, generate
 from controller.worker import Worker
 from tests.conftest import produce, until
 

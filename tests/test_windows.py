@@ -15,19 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.aggregate import (
-    MAX_EXAMPLES,
-    MAX_TENANT_CHARS,
-    Aggregator,
-    Bucket,
-    Partial,
-    bin_of,
-    bin_value,
-    merge_bucket,
-    tenant_caps,
-)
 from controller.config import parse_rollout
-from controller.events import Event, Interaction
+from controller.contracts.events import Event, Interaction
+from controller.ingest.aggregator import MAX_TENANT_CHARS, Aggregator, tenant_caps
+from controller.ingest.buckets import MAX_EXAMPLES, Bucket, Summary, bin_of, bin_value, merge_bucket
 from controller.windows import EventTimeWindow
 
 
@@ -38,10 +29,10 @@ def bucket(start: int, n: int = 1, version: str = "v1", track: str = "stable", c
                   examples={"escalation_rate": [f"c{start}"]} if harmful else {})
 
 
-def partial(high: float, buckets: list[Bucket], source: str = "0", first: int = 0, last: int | None = None,
-            agent: str = "bot", others: dict[str, float] | None = None) -> Partial:
-    """A partial whose sender reports ``source`` read up to ``high`` (and ``others`` as given)."""
-    return Partial(agent, {source: high, **(others or {})}, {source: (first, first if last is None else last)},
+def summary(high: float, buckets: list[Bucket], source: str = "0", first: int = 0, last: int | None = None,
+            agent: str = "bot", others: dict[str, float] | None = None) -> Summary:
+    """A summary whose sender reports ``source`` read up to ``high`` (and ``others`` as given)."""
+    return Summary(agent, {source: high, **(others or {})}, {source: (first, first if last is None else last)},
                    buckets)
 
 
@@ -51,10 +42,10 @@ class Offsets:
     def __init__(self) -> None:
         self.next: dict[str, int] = {}
 
-    def __call__(self, high: float, buckets: list[Bucket], source: str = "0", size: int = 10) -> Partial:
+    def __call__(self, high: float, buckets: list[Bucket], source: str = "0", size: int = 10) -> Summary:
         first = self.next.get(source, 0)
         self.next[source] = first + size
-        return partial(high, buckets, source, first, first + size - 1)
+        return summary(high, buckets, source, first, first + size - 1)
 
 
 def starts(closed: list[tuple[int, list[Bucket]]]) -> list[int]:
@@ -94,7 +85,7 @@ def test_closed_buckets_come_oldest_first_with_merged_series() -> None:
 
 def test_flush_closes_every_open_bucket() -> None:
     w = EventTimeWindow(1, 5.0, 60.0)
-    w.add(partial(20.0, [bucket(20), bucket(18), bucket(19)]))
+    w.add(summary(20.0, [bucket(20), bucket(18), bucket(19)]))
     assert w.close() == []
     assert starts(w.close(flush=True)) == [18, 19, 20]
     assert w.open == {}
@@ -121,7 +112,7 @@ def test_data_for_a_closed_bucket_is_counted_late_and_not_merged() -> None:
     assert sum(b.n for _, bs in closed for b in bs) == 2
 
 
-def test_late_events_accumulate_over_partials() -> None:
+def test_late_events_accumulate_over_summaries() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
     nxt = Offsets()
     w.add(nxt(10.0, [bucket(3), bucket(4)]))
@@ -136,7 +127,7 @@ def test_data_behind_the_watermark_is_late_even_if_its_bucket_never_held_data() 
     """Bucket 10 ends at 11, before the watermark of 15: its data is late whether or not 10 was ever open.
 
     Closing buckets 5 (the only open one) leaves ``closed_until`` at 6, not at the watermark, so a later
-    partial for bucket 10 is merged and emitted as if on time.
+    summary for bucket 10 is merged and emitted as if on time.
     """
     w = EventTimeWindow(1, 5.0, 60.0)
     nxt = Offsets()
@@ -180,22 +171,22 @@ def test_newest_report_on_a_source_wins_even_when_lower() -> None:
 def test_backlogged_source_still_reported_is_not_idle() -> None:
     """Idleness is judged on when a source was last reported, not on how far behind its events are."""
     w = EventTimeWindow(1, 0.0, idle_timeout=60.0)
-    w.add(partial(200.0, [bucket(150)], source="a", first=0, last=9, others={"b": 100.0}))
+    w.add(summary(200.0, [bucket(150)], source="a", first=0, last=9, others={"b": 100.0}))
     assert w.watermark == 100.0  # "b" lags by 100 s but its sender reported it just now
     assert w.close() == []
-    w.add(partial(300.0, [], source="a", first=10, last=19))  # "b" is no longer reported: its sender is gone
+    w.add(summary(300.0, [], source="a", first=10, last=19))  # "b" is no longer reported: its sender is gone
     assert w.watermark == 300.0
     assert starts(w.close()) == [150]
 
 
-def test_partial_reports_progress_of_every_source_of_its_sender() -> None:
+def test_summary_reports_progress_of_every_source_of_its_sender() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
     nxt = Offsets()
     w.add(nxt(10.0, [bucket(9)], source="b"))
     w.add(nxt(30.0, [bucket(20)], source="a"))
     assert w.watermark == 10.0 and starts(w.close()) == [9]
     # a poll of "a" whose sender has also read "b" to its end: "b" no longer holds the watermark back
-    w.add(partial(31.0, [], source="a", first=100, last=109, others={"b": 31.0}))
+    w.add(summary(31.0, [], source="a", first=100, last=109, others={"b": 31.0}))
     assert w.watermark == 31.0 and starts(w.close()) == [20]
 
 
@@ -222,40 +213,40 @@ def test_idle_source_holds_the_watermark_again_once_it_catches_up() -> None:
 
 
 # --- duplicates -----------------------------------------------------------------------------------------
-def test_exact_duplicate_partial_is_dropped_and_counted() -> None:
+def test_exact_duplicate_summary_is_dropped_and_counted() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
-    p = partial(5.0, [bucket(3, 4, harmful=1)], first=100, last=109)
+    p = summary(5.0, [bucket(3, 4, harmful=1)], first=100, last=109)
     assert w.add(p) is True
     assert w.add(p) is False
-    assert w.add(msgspec.convert(msgspec.to_builtins(p), Partial)) is False  # decoded again after a crash
-    assert w.duplicate_partials == 2
+    assert w.add(msgspec.convert(msgspec.to_builtins(p), Summary)) is False  # decoded again after a crash
+    assert w.duplicate_summaries == 2
     assert w.open[3][("v1", "stable", "sms", "")].n == 4
     assert w.open[3][("v1", "stable", "sms", "")].rates["escalation_rate"] == [4, 1]
 
 
-def test_older_partial_is_dropped_newer_and_other_sources_are_kept() -> None:
+def test_older_summary_is_dropped_newer_and_other_sources_are_kept() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
-    assert w.add(partial(5.0, [bucket(3)], first=100, last=109))
-    assert not w.add(partial(5.0, [bucket(3)], first=90, last=99))
-    assert w.add(partial(5.0, [bucket(3)], source="other", first=100, last=109))
-    assert w.add(partial(6.0, [bucket(3)], first=110, last=119))
-    assert w.duplicate_partials == 1
+    assert w.add(summary(5.0, [bucket(3)], first=100, last=109))
+    assert not w.add(summary(5.0, [bucket(3)], first=90, last=99))
+    assert w.add(summary(5.0, [bucket(3)], source="other", first=100, last=109))
+    assert w.add(summary(6.0, [bucket(3)], first=110, last=119))
+    assert w.duplicate_summaries == 1
     assert w.open[3][("v1", "stable", "sms", "")].n == 3
 
 
 def test_dropped_duplicate_does_not_move_the_watermark() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
-    w.add(partial(5.0, [bucket(3)], first=0, last=9))
-    w.add(partial(50.0, [bucket(3)], first=0, last=9))
+    w.add(summary(5.0, [bucket(3)], first=0, last=9))
+    w.add(summary(50.0, [bucket(3)], first=0, last=9))
     assert w.high == {"0": 5.0}
 
 
 def test_window_never_aliases_the_callers_buckets() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
     b = bucket(3, 2)
-    w.add(partial(3.0, [b], first=0, last=0))
-    w.add(partial(3.0, [bucket(3, 5)], first=1, last=1))
-    assert b.n == 2 and b.rates["escalation_rate"] == [2, 0]  # the merge did not write into the partial
+    w.add(summary(3.0, [b], first=0, last=0))
+    w.add(summary(3.0, [bucket(3, 5)], first=1, last=1))
+    assert b.n == 2 and b.rates["escalation_rate"] == [2, 0]  # the merge did not write into the summary
     b.n = 1000
     assert w.open[3][("v1", "stable", "sms", "")].n == 7
 
@@ -268,7 +259,7 @@ def busy_window() -> tuple[EventTimeWindow, Offsets]:
     w.add(nxt(21.0, [bucket(18, 3, version="v2", track="canary", channel="voice", harmful=1)], source="b"))
     w.close()  # watermark 17: closes 10 and 12
     w.add(nxt(21.5, [bucket(12, 9)], source="a"))  # late
-    w.add(partial(22.0, [], source="b", first=0, last=9))  # duplicate of b's first
+    w.add(summary(22.0, [], source="b", first=0, last=9))  # duplicate of b's first
     w.add(nxt(22.0, [bucket(20, 2), bucket(18, 1, harmful=1)], source="a"))
     return w, nxt
 
@@ -277,13 +268,13 @@ def test_state_is_json_safe_and_round_trips() -> None:
     w, _ = busy_window()
     state = json.loads(json.dumps(w.to_state()))
     # the watermark reached 17 (lowest high mark 20, less 3): every bucket of the 2 s grid before 16 is closed
-    assert state["closed_until"] == 16 and state["late_events"] == 9 and state["duplicate_partials"] == 1
+    assert state["closed_until"] == 16 and state["late_events"] == 9 and state["duplicate_summaries"] == 1
     restored = EventTimeWindow(2, 3.0, 30.0)
     restored.load_state(state)
     assert restored.open == w.open  # every open bucket, with int histogram bins, examples and sums
     assert restored.high == w.high and restored.applied == w.applied and restored.reported == w.reported
     assert restored.watermark == w.watermark and restored.closed_until == w.closed_until
-    assert (restored.late_events, restored.duplicate_partials) == (9, 1)
+    assert (restored.late_events, restored.duplicate_summaries) == (9, 1)
     assert json.loads(json.dumps(restored.to_state())) == state
 
 
@@ -293,17 +284,17 @@ def test_restored_window_behaves_like_the_original() -> None:
     restored.load_state(json.loads(json.dumps(w.to_state())))
     a_next = nxt.next["a"]
     follow_up = [
-        partial(22.0, [bucket(20, 7)], source="a", first=a_next - 10, last=a_next - 1),  # replay: dropped
-        partial(23.0, [bucket(10, 4)], source="b", first=10, last=19),  # late
-        partial(40.0, [bucket(22, 1), bucket(36, 1)], source="a", first=a_next, last=a_next + 9),
-        partial(41.0, [bucket(24, 2)], source="b", first=20, last=29),
+        summary(22.0, [bucket(20, 7)], source="a", first=a_next - 10, last=a_next - 1),  # replay: dropped
+        summary(23.0, [bucket(10, 4)], source="b", first=10, last=19),  # late
+        summary(40.0, [bucket(22, 1), bucket(36, 1)], source="a", first=a_next, last=a_next + 9),
+        summary(41.0, [bucket(24, 2)], source="b", first=20, last=29),
     ]
     for p in follow_up:
         assert w.add(p) == restored.add(p)
         assert w.close() == restored.close()
     assert w.close(flush=True) == restored.close(flush=True)
-    assert (w.late_events, w.duplicate_partials) == (restored.late_events, restored.duplicate_partials)
-    assert (w.late_events, w.duplicate_partials) == (13, 2)  # 9 + 4 of bucket 10; 1 + the replay of "a"
+    assert (w.late_events, w.duplicate_summaries) == (restored.late_events, restored.duplicate_summaries)
+    assert (w.late_events, w.duplicate_summaries) == (13, 2)  # 9 + 4 of bucket 10; 1 + the replay of "a"
 
 
 def test_fresh_window_state_round_trips() -> None:
@@ -337,17 +328,17 @@ def test_aggregator_buckets_events_by_floor_of_event_time() -> None:
     assert agg.drain() == []
 
 
-def test_aggregator_gives_one_partial_per_agent_merging_sources_and_caps_examples() -> None:
+def test_aggregator_gives_one_summary_per_agent_merging_sources_and_caps_examples() -> None:
     agg = Aggregator()
     for i in range(10):
         agg.add(event(7.5, outcome="escalated", conv=f"c{i}", agent="a" if i < 6 else "b"),
                 source="p0" if i % 2 else "p1", offset=i)
-    partials = agg.drain()
-    # one partial per agent: the progress it carries is applied only together with all of its buckets
-    assert [p.agent for p in partials] == ["a", "b"]
-    assert all(p.offsets == {"p0": (1, 9), "p1": (0, 8)} for p in partials)
-    assert [sum(b.n for b in p.buckets) for p in partials] == [6, 4]
-    for p in partials:
+    summaries = agg.drain()
+    # one summary per agent: the progress it carries is applied only together with all of its buckets
+    assert [p.agent for p in summaries] == ["a", "b"]
+    assert all(p.offsets == {"p0": (1, 9), "p1": (0, 8)} for p in summaries)
+    assert [sum(b.n for b in p.buckets) for p in summaries] == [6, 4]
+    for p in summaries:
         (b,) = p.buckets
         # the smallest ids are kept, whatever the order events came in
         assert b.examples["escalation_rate"] == sorted(f"c{i}" for i in range(10)
@@ -404,14 +395,14 @@ def test_aggregator_examples_are_the_harmful_outcomes() -> None:
 
 
 def test_consecutive_add_many_polls_are_all_applied() -> None:
-    """``add_many`` hands out partials whose offsets must not make the window drop the next poll."""
+    """``add_many`` hands out summaries whose offsets must not make the window drop the next poll."""
     agg = Aggregator()
     w = EventTimeWindow(1, 0.0, 60.0)
     for second in range(3):
         agg.add_many([event(float(second)), event(second + 0.5)])
         (p,) = agg.drain()
         w.add(p)
-    assert w.duplicate_partials == 0
+    assert w.duplicate_summaries == 0
     assert sum(b.n for _, bs in w.close(flush=True) for b in bs) == 6
 
 
@@ -489,7 +480,7 @@ def test_window_keeps_tenants_apart_and_checkpoints_them() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
     a, b = bucket(3, 2, harmful=1), bucket(3, 3)
     b.tenant = "acme"
-    w.add(partial(2.0, [a, b]))
+    w.add(summary(2.0, [a, b]))
     assert sorted(w.open[3]) == [("v1", "stable", "sms", ""), ("v1", "stable", "sms", "acme")]
     restored = EventTimeWindow(1, 0.0, 60.0)
     restored.load_state(json.loads(json.dumps(w.to_state())))
@@ -501,5 +492,5 @@ def test_a_bucket_encoded_before_tenants_existed_still_decodes() -> None:
     b = bucket(3, 2, harmful=1)
     old = msgspec.msgpack.encode(msgspec.to_builtins(b)[:-1])  # array_like: the same fields, less the tenant
     assert msgspec.msgpack.decode(old, type=Bucket) == b and b.tenant == ""
-    p = msgspec.msgpack.decode(msgspec.msgpack.encode(partial(2.0, [b])), type=Partial)
+    p = msgspec.msgpack.decode(msgspec.msgpack.encode(summary(2.0, [b])), type=Summary)
     assert p.buckets == [b]

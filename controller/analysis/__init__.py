@@ -1,0 +1,1 @@
+"""Analysis: the canary-versus-stable tests (strata, thresholds, segments, the alpha budget)."""

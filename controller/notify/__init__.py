@@ -1,0 +1,1 @@
+"""Notifications: decisions POSTed to the rollouts' webhooks."""

@@ -1,0 +1,1 @@
+"""Policy: the rollout state machine (steps, promotion, rollback) and its guards."""
