@@ -309,6 +309,7 @@ def test_lint_reports_invalid_values() -> None:
     ({"kafka": {"bootstrap": ""}}, "'/kafka/bootstrap'"),
     ({"kafka": {"securityProtocol": "TLS"}}, "'/kafka/securityProtocol'"),
     ({"logLevel": "TRACE"}, "'/logLevel'"),
+    ({"logFormat": "xml"}, "'/logFormat'"),
     ({"http": {"port": 80}}, "'/http/port'"),
     ({"serviceMonitor": {"enabled": "yes"}}, "'/serviceMonitor/enabled'"),
     ({"serviceMonitor": {"interval": "30 seconds"}}, "'/serviceMonitor/interval'"),
@@ -476,6 +477,7 @@ def test_environment(chart: helm.Chart) -> None:
     assert "KAFKA_SASL_USERNAME" not in env
     data = one(docs, "ConfigMap")["data"]
     assert data["KAFKA_BOOTSTRAP"] == "kafka:9092" and data["VIGIL_LOG_LEVEL"] == "INFO"
+    assert data["VIGIL_LOG_FORMAT"] == "json"  # log pipelines in a cluster read one JSON object per line
 
 
 def test_admin_token_is_generated(chart: helm.Chart) -> None:

@@ -312,8 +312,8 @@ class CanaryAnalysis:
             elif b.version == self.stable:
                 for m, hist in b.values.items():
                     mine = self.baseline.setdefault(m, {})
-                    for k, c in hist.items():
-                        mine[k] = mine.get(k, 0) + c
+                    for k, cnt in hist.items():
+                        mine[k] = mine.get(k, 0) + cnt
                     self.baseline_n[m] = self.baseline_n.get(m, 0) + sum(hist.values())
         return [
             TestResult(name, self.metric_of[name], self.is_critical(name), self.has_enough_samples(name))

@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from controller.actuators.protocol import ClusterBackend, apply_decision
 from controller.config import Rollout
-from controller.contracts.decisions import Decision, encode
+from controller.contracts.decisions import Decision, encode, log_fields
 from controller.contracts.events import InvalidEvent, decode_record
 from controller.engine.core import Engine
 from controller.engine.verdict import published
@@ -417,7 +417,8 @@ class StateStage:
             result = self.on_decision(decision)
             if asyncio.iscoroutine(result):
                 await result
-        log.info("decision %s %s %s: %s", decision.agent, decision.action, decision.version, decision.reason)
+        log.info("decision %s %s %s: %s", decision.agent, decision.action, decision.version, decision.reason,
+                 extra=log_fields(decision, st.rollout.name if st is not None else None))
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
