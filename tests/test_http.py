@@ -11,7 +11,7 @@ import http.client
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -40,6 +40,15 @@ async def serving(ready: Callable[[], bool] = lambda: True, **kw: Any) -> AsyncI
         await server.stop()
 
 
+@contextlib.contextmanager
+def connection(port: int) -> Iterator[http.client.HTTPConnection]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def ask(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
     conn.request(method, path, body=body, headers=headers or {})
@@ -49,11 +58,8 @@ def ask(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | 
 
 def once(port: int, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
+    with connection(port) as conn:
         return ask(conn, method, path, body, headers)
-    finally:
-        conn.close()
 
 
 def webhook(size: int) -> bytes:
@@ -64,14 +70,11 @@ def webhook(size: int) -> bytes:
 
 async def test_two_requests_on_one_connection() -> None:
     def two(port: int) -> list[Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
+        with connection(port) as conn:
             first = ask(conn, "GET", "/healthz")
             sock = conn.sock  # http.client drops it when the server closes the connection
             second = ask(conn, "POST", FLAGGER, webhook(100), {"Content-Type": "application/json"})
             return [first, second, sock is not None and conn.sock is sock]
-        finally:
-            conn.close()
 
     async with serving() as port:
         (s1, _, b1), (s2, h2, b2), same = await asyncio.to_thread(two, port)
@@ -143,11 +146,8 @@ async def test_a_failing_handler_answers_500_in_json_and_logs(caplog: pytest.Log
         raise RuntimeError("readiness exploded")
 
     def calls(port: int) -> list[Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
+        with connection(port) as conn:
             return [ask(conn, "GET", "/readyz"), ask(conn, "GET", "/healthz")]
-        finally:
-            conn.close()
 
     with caplog.at_level(logging.ERROR, logger="vigil.http"):
         async with serving(ready=broken) as port:
@@ -172,10 +172,7 @@ async def test_a_malformed_request_gets_400() -> None:
 async def test_stop_does_not_wait_for_an_idle_keep_alive_connection() -> None:
     server = HttpServer(PipelineStats(), lambda: None, lambda: True, port=0)
     port = await server.start()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
+    with connection(port) as conn:
         status, _, _ = await asyncio.to_thread(ask, conn, "GET", "/healthz")
         assert status == 200 and conn.sock is not None  # still open, idle
         await asyncio.wait_for(server.stop(), 2)
-    finally:
-        conn.close()

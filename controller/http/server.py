@@ -4,7 +4,8 @@
 * ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups and state is restored;
 * ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
 * ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts (these two need
-  ``Authorization: Bearer <VIGIL_ADMIN_TOKEN>`` when the worker has an admin token);
+  ``Authorization: Bearer <VIGIL_ADMIN_TOKEN>`` when the worker has an admin token, else 401 with
+  ``WWW-Authenticate: Bearer realm="vigil"``);
 * ``GET /api/v1/verdict/{namespace}/{name}``: the verdict for Argo Rollouts' Web metric provider;
 * ``POST /api/v1/flagger/rollback`` and ``POST /api/v1/flagger/confirm-promotion``: Flagger's webhooks
   (see :mod:`controller.engine.verdict`).
