@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from controller.errors import TemporaryError
 
-__all__ = ["DECISION", "KUBE", "WEBHOOK", "Retrier", "RetryPolicy", "Sleep", "with_retries"]
+__all__ = ["DECISION", "KUBE", "WEBHOOK", "Retrier", "RetryPolicy", "Sleep", "retry_after", "with_retries"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,18 @@ class RetryPolicy:
             nominal = min(self.max_delay, max(nominal, retry_after))
         # jitter only shortens the wait, so that max_delay stays a true bound while retries still spread out
         return nominal * (1.0 - self.jitter * rand)
+
+
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds; None for none, or for an HTTP date (the backoff covers it).
+
+    >>> retry_after("2.5"), retry_after("-1"), retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), retry_after(None)
+    (2.5, 0.0, None, None)
+    """
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 KUBE = RetryPolicy()

@@ -26,6 +26,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from controller import errors
+from controller.retry import retry_after
 
 __all__ = ["ConflictError", "KubeError", "NotFoundError", "PermanentError", "TemporaryError", "translate"]
 
@@ -74,11 +75,7 @@ def _status_body(exc: ApiException) -> tuple[str | None, str | None]:
 
 
 def _retry_after(exc: ApiException) -> float | None:
-    value = (exc.headers or {}).get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # an HTTP date: rare from the API server, and the backoff covers it
-        return None
+    return retry_after((exc.headers or {}).get("Retry-After"))
 
 
 def translate(exc: BaseException) -> KubeError | None:
