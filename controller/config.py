@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from controller.errors import VigilError
 from controller.ingest.catalog import spec_for
 
 __all__ = ["API_VERSION", "MAX_SEGMENTS_LIMIT", "NOTIFY_ACTIONS", "ROUTERS", "SEGMENT_DIMENSIONS", "Analysis",
@@ -26,7 +27,7 @@ SEGMENT_DIMENSIONS = ("channel", "tenant")
 MAX_SEGMENTS_LIMIT = 1000
 
 
-class ConfigError(ValueError):
+class ConfigError(VigilError, ValueError):
     """An invalid configuration; the message starts with the path of the offending field."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -171,10 +171,12 @@ class Worker:
             return await run_pipeline(s, source.current, None, self.stop_event, self.stats,
                                       on_decision=self._decision, started=self._started, track_mode=False)
         finally:
-            self.stop_event.set()
-            with contextlib.suppress(Exception):
-                await election.release()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await notifier.aclose()
+            try:
+                self.stop_event.set()
+                with contextlib.suppress(Exception):
+                    await election.release()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:  # the actuator has stopped, so nothing is notified after this: close the webhooks' HTTP client
+                await notifier.aclose()
