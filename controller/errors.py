@@ -18,6 +18,8 @@
     ├── WebhookError                    a notification not delivered (controller/notify/webhooks.py)
     ├── ConfigError      (ValueError)   an invalid AgentRollout or setting; ``path`` names the field (config.py)
     ├── InvalidEvent     (ValueError)   an event that breaks the contract; ``reason`` (contracts/events.py)
+    ├── CheckpointError  (ValueError)   a changelog record that is not a readable checkpoint (contracts/checkpoint.py)
+    │   └── NewerCheckpointError        written by a later vigil: the worker stops rather than misread it
     ├── DetectError      (ValueError)   bad input to ``vigil detect`` (tools/detect.py)
     └── BrokerError    (RuntimeError)   the embedded broker did not start (tools/broker.py)
 

@@ -69,6 +69,8 @@ class VigilCollector(Collector):
             decisions.add_metric([action], n)
         yield decisions
         yield CounterMetricFamily("vigil_checkpoints", "State checkpoints written", value=s.checkpoints)
+        yield CounterMetricFamily("vigil_checkpoints_unreadable", "Changelog records on restore that were not a "
+                                  "readable checkpoint (the agent started afresh)", value=s.checkpoints_unreadable)
         yield GaugeMetricFamily("vigil_last_event_time_seconds", "Newest event time seen",
                                 value=s.last_event_time)
         notifier = self.notifications() if self.notifications is not None else None
