@@ -412,6 +412,8 @@ def _config_error(exc: msgspec.ValidationError, tp: type, value: Any) -> ConfigE
     if "` of length " in message and isinstance(t, mi.StrType) and isinstance(given, str):
         if not given:
             return ConfigError(path, "must not be empty")
+        if t.min_length is not None and len(given) < t.min_length:
+            return ConfigError(path, f"must be at least {t.min_length} characters, got {len(given)}")
         return ConfigError(path, f"must be at most {t.max_length} characters, got {len(given)}")
     if found := re.fullmatch(r"Expected `(.+)`, got `(\w+)`", message):
         expected = " or ".join(_TYPE_WORDS.get(w, w) for w in found[1].split(" | "))

@@ -469,3 +469,19 @@ def test_cross_field_errors_keep_the_file_prefix() -> None:
     doc["spec"]["traffic"] = {"router": "istio"}
     assert str(error_of(doc, "r.yaml")) == "r.yaml:spec.traffic.name: required with router istio (the " \
                                            "VirtualService to weight)"
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (_set(["spec", "canary", "deployment"], "Bot_V2"),
+     "spec.canary.deployment: must be a Kubernetes name (lower-case letters, digits, '-' and '.'), got 'Bot_V2'"),
+    (_set(["spec", "stable", "service"], "s" * 254), "spec.stable.service: must be at most 253 characters, got 254"),
+    (_set(["spec", "notifications"], [{"webhook": "hooks.example/x"}]),
+     "spec.notifications[0].webhook: must be an http or https URL, got 'hooks.example/x'"),
+    (_set(["spec", "traffic"], {"router": "linkerd"}),
+     "spec.traffic.router: must be one of gatewayAPI, istio, none, replicas, got 'linkerd'"),
+    (_set(["apiVersion"], "vigil.dev/v1beta1"), "apiVersion: must be vigil.dev/v1alpha1, got 'vigil.dev/v1beta1'"),
+])
+def test_constraint_errors_say_what_is_allowed(mutate: Mutation, message: str) -> None:
+    doc = minimal()
+    mutate(doc)
+    assert str(error_of(doc)) == message
