@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import dataclasses
 import json
 import logging
 import socket
@@ -20,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import kubernetes
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -113,7 +113,7 @@ class Sleeps:
 
 
 def rollout(*hooks: dict[str, Any], namespace: str = "shop", **spec: Any) -> Rollout:
-    return dataclasses.replace(make_rollout(notifications=list(hooks), **spec), namespace=namespace)
+    return msgspec.structs.replace(make_rollout(notifications=list(hooks), **spec), namespace=namespace)
 
 
 def decision(action: str, t: float = T0, version: str = "v2") -> Decision:

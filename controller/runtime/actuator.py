@@ -63,7 +63,7 @@ def target_of(rollout: Rollout, default_namespace: str = "default") -> KubeTarge
         stable_version=rollout.stable.version, canary_version=rollout.canary.version,
         stable_deployment=rollout.stable.deployment, canary_deployment=rollout.canary.deployment,
         stable_service=rollout.stable.service, canary_service=rollout.canary.service,
-        router=rollout.traffic.router,  # type: ignore[arg-type]
+        router=rollout.traffic.router,
         route_name=rollout.traffic.name, istio_route=rollout.traffic.route,
         total_replicas=rollout.traffic.replicas, scale_canary_to_zero=rollout.rollback.scale_canary_to_zero)
 
