@@ -121,8 +121,9 @@ class CanaryAnalysis:
         # with explicit metrics there is nothing to discover, so the whole budget goes to them
         reserve = 0.0 if overrides else 0.2
         # values of a dimension tested apart, besides the pooled "other"
-        self.caps: dict[str, int] = {d: min(settings.max_segments, _CHANNELS_APART) if d == "channel" else settings.max_segments
-                     for d in settings.segments}
+        self.caps: dict[str, int] = {
+            d: min(settings.max_segments, _CHANNELS_APART) if d == "channel" else settings.max_segments
+            for d in settings.segments}
         share = SEGMENT_SHARE if self.caps else 0.0
         self.budget = AlphaBudget(settings.alpha * (1.0 - share), known=known, reserve=reserve)
         self.segment_budget = SegmentBudget(settings.alpha * share, known, {d: c + 1 for d, c in self.caps.items()},

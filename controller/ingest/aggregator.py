@@ -67,12 +67,7 @@ class Aggregator:
         rates, values = observe(d)
         conv = d.conversation_id
         for m, t, h in rates:
-            r = b.rates.get(m)
-            if r is None:
-                b.rates[m] = [t, h]
-            else:
-                r[0] += t
-                r[1] += h
+            b.add_rate(m, t, h)
             if conv is not None and (h < t if m in _LOWER_IS_WORSE else h):
                 ex = b.examples.setdefault(m, [])
                 if conv not in ex and (len(ex) < MAX_EXAMPLES or conv < ex[-1]):

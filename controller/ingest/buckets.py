@@ -60,6 +60,15 @@ class Bucket(msgspec.Struct, array_like=True):
     # last, with a default, so that a bucket encoded before tenants were kept still decodes
     tenant: str = ""  # "" unless the agent's rollout segments by tenant
 
+    def add_rate(self, metric: str, trials: int, harmful: int) -> None:
+        """Count ``trials`` interactions of ``metric``, ``harmful`` of them harmful."""
+        r = self.rates.get(metric)
+        if r is None:
+            self.rates[metric] = [trials, harmful]
+        else:
+            r[0] += trials
+            r[1] += harmful
+
 
 class Summary(msgspec.Struct, array_like=True):
     """One agent's buckets from one poll, with the sender's event-time progress.
@@ -80,12 +89,7 @@ def merge_bucket(into: Bucket, other: Bucket) -> None:
     """Add ``other`` (same series and start) into ``into``."""
     into.n += other.n
     for m, (t, h) in other.rates.items():
-        r = into.rates.get(m)
-        if r is None:
-            into.rates[m] = [t, h]
-        else:
-            r[0] += t
-            r[1] += h
+        into.add_rate(m, t, h)
     for m, hist in other.values.items():
         mine = into.values.setdefault(m, {})
         for b, c in hist.items():
