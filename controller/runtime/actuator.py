@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from controller.actuators.kubernetes.errors import KubeError
 from controller.actuators.kubernetes.target import KubeTarget
@@ -44,6 +44,7 @@ from controller.config import Rollout
 from controller.contracts.decisions import Decision, decode, seconds
 from controller.errors import PermanentError, TemporaryError
 from controller.retry import DECISION, RetryPolicy, with_retries
+from controller.runtime.kafka import group_consumer
 
 __all__ = ["Actuator", "ActuatorSettings", "target_of"]
 
@@ -197,10 +198,8 @@ class Actuator:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            s.decisions_topic, bootstrap_servers=s.bootstrap, group_id=f"{s.group}.actuator", **s.options,
-            enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=max(100, s.session_timeout_ms // 3))
+        consumer = group_consumer(s.bootstrap, f"{s.group}.actuator", s.decisions_topic, options=s.options,
+                                  session_timeout_ms=s.session_timeout_ms)
         await consumer.start()
         try:
             while not stop.is_set() and self.is_leader():

@@ -1,14 +1,22 @@
-"""Kafka clients: the security options every aiokafka client of vigil is made with, and topic set-up."""
+"""Kafka clients: the one factory every aiokafka client of vigil is made by, its security options, and topic
+set-up.
+
+Three kinds of client, each made in one place so that every one of them carries the cluster's security
+options and the same timeouts: :func:`group_consumer` (a member of a consumer group, committing by hand),
+:func:`reader` (no group: it assigns partitions itself and commits nothing) and :func:`producer`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-__all__ = ["SASL_MECHANISMS", "SECURITY_PROTOCOLS", "client_options", "ensure_topics"]
+__all__ = ["SASL_MECHANISMS", "SECURITY_PROTOCOLS", "client_options", "ensure_topics", "group_consumer", "producer",
+           "reader"]
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -56,3 +64,30 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int],
                 await admin.create_topics(new)
     finally:
         await admin.close()
+
+
+def group_consumer(bootstrap: str, group: str, *topics: str, options: dict[str, Any],
+                   session_timeout_ms: int) -> AIOKafkaConsumer:
+    """A member of consumer ``group``: offsets committed by hand, from the earliest when the group has none.
+
+    The heartbeat is a sixth of the session timeout, so a short session (a few seconds, so that a dead
+    worker is noticed soon) still survives a missed beat or two; a member has at least 10 s to rejoin.
+    """
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(100, session_timeout_ms // 6),
+        rebalance_timeout_ms=max(session_timeout_ms, 10000), **options)
+
+
+def reader(bootstrap: str, *topics: str, options: dict[str, Any]) -> AIOKafkaConsumer:
+    """A consumer in no group: it is assigned its partitions by the caller, reads from the earliest offset
+    it has none for, and commits nothing."""
+    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            auto_offset_reset="earliest", **options)
+
+
+def producer(bootstrap: str, *, options: dict[str, Any], **overrides: Any) -> AIOKafkaProducer:
+    """A producer whose sends are acknowledged by every in-sync replica (``acks=all``), batching for 5 ms,
+    with requests up to 8 MiB (one poll's summaries of a busy agent); ``overrides`` replace these."""
+    kwargs: dict[str, Any] = {"acks": "all", "linger_ms": 5, "max_request_size": 8 * 1024 * 1024, **overrides}
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, **kwargs, **options)

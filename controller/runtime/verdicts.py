@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controller.runtime.kafka import reader
+
 __all__ = ["VerdictView"]
 
 log = logging.getLogger("vigil.verdicts")
@@ -116,9 +118,7 @@ class VerdictView:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read the topic until ``stop`` is set (waiting for the topic to exist first)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    **self.options,
-                                    auto_offset_reset="earliest")
+        consumer = reader(self.bootstrap, options=self.options)
         try:
             await consumer.start()
             loop = asyncio.get_running_loop()

@@ -647,7 +647,8 @@ async def produce(config: SimConfig, bootstrap: str, topic: str, *, realtime: bo
     fast as possible. The key is the agent name (``key_by="agent"``) or the conversation id
     (``key_by="conversation"``). Sending stops early once ``stop`` is set.
     """
-    from aiokafka import AIOKafkaProducer  # imported lazily: file output must not need a Kafka client
+    # imported lazily: file output must not need a Kafka client
+    from controller.runtime.kafka import producer as make_producer
 
     if key_by not in ("agent", "conversation"):
         raise ValueError(f"key_by must be 'agent' or 'conversation'; got {key_by!r}")
@@ -658,7 +659,7 @@ async def produce(config: SimConfig, bootstrap: str, topic: str, *, realtime: bo
         config = dataclasses.replace(config, start=time.time())
     anchor = loop.time()
     agent_key = config.agent.encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="vigil-simulate", linger_ms=10)
+    producer = make_producer(bootstrap, options={}, client_id="vigil-simulate", linger_ms=10)
     count = 0
     futures: list[asyncio.Future[Any]] = []
     try:
