@@ -1,6 +1,6 @@
 """Anytime-valid two-sample test of a Poisson rate (tool calls, retries per conversation), one count at a time.
 
-Observations are grouped into label-only blocks as in :mod:`detectors.bernoulli`. In a closed block with
+Observations are grouped into label-only blocks (:mod:`detectors.blocks`). In a closed block with
 ``n_c`` canary and ``n_s`` baseline observations whose counts total ``K``, if the counts are independent
 Poisson with one rate for both arms (the null), the canary's total given ``K`` is Binomial(``K``,
 ``n_c / (n_c + n_s)``), whatever that rate is; under a rate ratio ``theta`` (canary over baseline) it is
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.bernoulli import (
+from detectors.blocks import (
     BlockedTwoSampleTest,
     Blocks,
     Direction,
