@@ -21,7 +21,7 @@ demo-no-fault: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check controller detectors tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/mypy --strict detectors
+	$(BIN)/mypy --strict controller detectors
 
 test: lint
 	$(BIN)/python -m pytest

@@ -1,4 +1,8 @@
-"""The ``vigil`` command line: replay, simulate, run, demo."""
+"""The ``vigil`` command line: replay, simulate, detect, run, demo.
+
+Exit codes: 0 done; 2 invalid usage or configuration (the option or field named); 1 a runtime failure
+(one line on stderr, the traceback only with ``--log-level DEBUG``); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,18 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from controller import __version__
+from controller import __version__, logs
 from controller.config import ConfigError, load_rollouts
 
+if TYPE_CHECKING:
+    from controller.runtime.pipeline import PipelineSettings
+    from controller.worker import KubeMode
+
 __all__ = ["main"]
+
+log = logging.getLogger("vigil.cli")
 
 
 def _error(message: str) -> int:
@@ -21,7 +31,7 @@ def _error(message: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from controller.contracts.decisions import encode
+    from controller.contracts.decisions import encode, log_fields
     from controller.replay import ReplayStats, replay
 
     try:
@@ -32,8 +42,11 @@ def _replay(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
     count = 0
     try:
+        names = {r.agent: r.name for r in rollouts}
         for d in replay(args.events, rollouts, stats):
             out.write(encode(d) + b"\n")
+            log.info("decision %s %s %s: %s", d.agent, d.action, d.version, d.reason,
+                     extra=log_fields(d, names.get(d.agent)))
             count += 1
     except OSError as exc:
         return _error(f"cannot read {args.events}: {exc.strerror or exc}")
@@ -52,30 +65,20 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from controller.actuators.memory import InMemoryCluster
-    from controller.runtime.pipeline import PipelineSettings
     from controller.tools.broker import EmbeddedBroker
     from controller.worker import Worker
 
     try:
         rollouts = load_rollouts(args.config)
-        security = {"security_protocol": os.environ.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
-                    "sasl_mechanism": os.environ.get("KAFKA_SASL_MECHANISM") or None,
-                    "sasl_username": os.environ.get("KAFKA_SASL_USERNAME") or None,
-                    "sasl_password": os.environ.get("KAFKA_SASL_PASSWORD") or None}
-        PipelineSettings(bootstrap="check:0", **security)  # refused here, before a broker is started
+        _settings(args, "check:0")  # refused here, before a broker is started
     except (ConfigError, ValueError) as exc:
         return _error(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     broker = None
     if args.bootstrap is None:
         broker = EmbeddedBroker().start()
         print(f"vigil run: embedded broker on {broker.bootstrap}", file=sys.stderr)
     try:
-        settings = PipelineSettings(
-            bootstrap=args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
-            topic=args.topic, decisions_topic=args.decisions_topic, group=args.group, partitions=args.partitions,
-            **security)  # from the chart's ConfigMap and Secret: credentials stay out of the command line
+        settings = _settings(args, broker.bootstrap if broker is not None else args.bootstrap)
         kube = _kube_mode(args) if args.cluster == "kubernetes" else None
         worker = Worker(settings, rollouts, InMemoryCluster(),
                         http_port=None if args.http_port < 0 else args.http_port, http_host=args.http_host,
@@ -87,7 +90,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kube_mode(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace, bootstrap: str) -> PipelineSettings:
+    """The pipeline's settings: Kafka security from the environment (the chart's ConfigMap and Secret), so
+    credentials stay out of the command line."""
+    from controller.runtime.pipeline import PipelineSettings
+
+    return PipelineSettings(
+        bootstrap=bootstrap, topic=args.topic, decisions_topic=args.decisions_topic, group=args.group,
+        partitions=args.partitions,
+        security_protocol=os.environ.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
+        sasl_mechanism=os.environ.get("KAFKA_SASL_MECHANISM") or None,
+        sasl_username=os.environ.get("KAFKA_SASL_USERNAME") or None,
+        sasl_password=os.environ.get("KAFKA_SASL_PASSWORD") or None)
+
+
+def _kube_mode(args: argparse.Namespace) -> KubeMode:
     """Kubernetes mode's settings: credentials (in-cluster, a kubeconfig, or a plain API URL for tests and
     local emulators), where to read AgentRollouts, and this replica's Lease identity."""
     import socket
@@ -105,14 +122,14 @@ def _kube_mode(args: argparse.Namespace) -> Any:
 def _demo(args: argparse.Namespace) -> int:
     from controller.tools.demo import run_demo
 
-    logging.basicConfig(level=logging.WARNING)
     return asyncio.run(run_demo(fault=not args.no_fault, rate=args.rate, seed=args.seed))
 
 
 def build_parser() -> argparse.ArgumentParser:
     from controller.tools import detect, simulate
 
-    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -158,13 +175,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=80.0, help="events per second (default 80)")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_demo)
+    _add_log_options(sub)
     return parser
+
+
+#: The level each command logs at unless told otherwise: the live worker says what it does; the others print
+#: their own results and log only what goes wrong.
+_DEFAULT_LEVEL = {"run": "INFO"}
+
+
+def _add_log_options(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for p in sub.choices.values():
+        g = p.add_argument_group("logging")
+        g.add_argument("--log-level", type=str.upper, choices=logs.LEVELS, default=None,
+                       help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env VIGIL_LOG_LEVEL; default INFO for run, "
+                            "WARNING otherwise)")
+        g.add_argument("--log-format", type=str.lower, choices=logs.FORMATS, default=None,
+                       help="text or json, one object per line (env VIGIL_LOG_FORMAT; default text)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args: Any = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        logs.configure(args.log_level, args.log_format, _DEFAULT_LEVEL.get(args.command, "WARNING"))
+    except ValueError as exc:  # from the environment: the options themselves are checked by argparse
+        return _error(str(exc).replace("--log-level", "VIGIL_LOG_LEVEL").replace("--log-format", "VIGIL_LOG_FORMAT"))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a runtime failure: one clear line, the traceback only when asked for
+        log.debug("%s failed", args.command, exc_info=True)
+        what = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+        print(f"vigil {args.command}: error: {what}".rstrip(": "), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.actuators.protocol import ClusterBackend
 from controller.config import Rollout
@@ -27,6 +27,12 @@ from controller.http.server import HttpServer
 from controller.runtime.pipeline import IngestStage, PipelineSettings, PipelineStats, StateStage, run_pipeline
 from controller.runtime.verdicts import VerdictView
 
+if TYPE_CHECKING:
+    from controller.actuators.kubernetes.api import ApiClient
+    from controller.actuators.kubernetes.lease import LeaderElection, LeaseSettings
+    from controller.notify.webhooks import Notifier
+    from controller.runtime.actuator import Actuator
+
 __all__ = ["KubeMode", "Worker"]
 
 log = logging.getLogger("vigil.worker")
@@ -34,10 +40,10 @@ log = logging.getLogger("vigil.worker")
 
 @dataclass(frozen=True)
 class KubeMode:
-    client: Any
-    """A ``kubernetes.client.ApiClient`` (in-cluster credentials in a pod; any API server in tests)."""
-    lease: Any
-    """The ``controller.actuators.kubernetes.LeaseSettings`` of this replica."""
+    client: ApiClient
+    """The Kubernetes API client (in-cluster credentials in a pod; any API server in tests)."""
+    lease: LeaseSettings
+    """This replica's Lease identity and timings."""
     watch_namespace: str | None = None
     """Read AgentRollouts in this namespace only; None: in every namespace."""
     refresh_interval: float = 10.0
@@ -55,9 +61,9 @@ class Worker:
         self.rollouts = rollouts
         self.cluster = cluster
         self.kube = kube
-        self.actuator: Any = None
-        self.election: Any = None
-        self.notifier: Any = None
+        self.actuator: Actuator | None = None
+        self.election: LeaderElection | None = None
+        self.notifier: Notifier | None = None
         self.stats = PipelineStats()
         self.stop_event = asyncio.Event()
         self.ingest: IngestStage | None = None
@@ -165,10 +171,12 @@ class Worker:
             return await run_pipeline(s, source.current, None, self.stop_event, self.stats,
                                       on_decision=self._decision, started=self._started, track_mode=False)
         finally:
-            self.stop_event.set()
-            with contextlib.suppress(Exception):
-                await election.release()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await notifier.aclose()
+            try:
+                self.stop_event.set()
+                with contextlib.suppress(Exception):
+                    await election.release()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:  # the actuator has stopped, so nothing is notified after this: close the webhooks' HTTP client
+                await notifier.aclose()

@@ -10,8 +10,11 @@ from controller.actuators.kubernetes.errors import ConflictError, PermanentError
 from controller.config import Rollout, parse_rollout
 from controller.contracts.decisions import Decision, iso
 from controller.engine.core import Engine
+from controller.retry import RetryPolicy
 from controller.runtime.actuator import Actuator, ActuatorSettings, target_of
 from tests.test_engine import T0, run, summaries, traffic
+
+RETRY = RetryPolicy(attempts=None, base_delay=1.0, max_delay=4.0, jitter=0.0)
 
 
 def rollout(**spec: Any) -> Rollout:
@@ -50,7 +53,7 @@ def actuator(apply: Recorder, r: Rollout, leader: list[bool] | None = None,
     async def wait() -> None:
         return None
 
-    return Actuator(ActuatorSettings(bootstrap="unused:0", retry_initial=1.0, retry_max=4.0), apply,
+    return Actuator(ActuatorSettings(bootstrap="unused:0", retry=RETRY), apply,
                     lambda agent: r if agent == r.agent else None, lambda: flag[0], wait, sleep=sleep)
 
 
@@ -70,7 +73,17 @@ async def test_temporary_failures_are_retried_with_backoff_until_the_decision_la
     act = actuator(rec, rollout(), sleeps=sleeps)
     assert await act.carry_out(decision("rollback", T0), asyncio.Event())
     assert rec.calls == 5 and [d.action for d in rec.applied] == ["rollback"]
-    assert sleeps == [1.0, 2.0, 4.0, 4.0]  # doubling, capped at retry_max
+    assert sleeps == [1.0, 2.0, 4.0, 4.0]  # doubling, capped at max_delay
+
+
+async def test_a_bounded_policy_gives_a_decision_up_after_its_attempts() -> None:
+    rec, sleeps, told = Recorder([TemporaryError("503")] * 5), [], []
+    act = actuator(rec, rollout(), sleeps=sleeps)
+    act.settings = ActuatorSettings(bootstrap="unused:0", retry=RetryPolicy(attempts=3, base_delay=1.0, jitter=0.0))
+    act.notify = lambda d, applied, error: told.append((d.action, applied, error))
+    assert await act.carry_out(decision("rollback", T0), asyncio.Event())  # failed for good: committed
+    assert rec.calls == 3 and sleeps == [1.0, 2.0] and (act.applied, act.failed) == (0, 1)
+    assert told == [("rollback", False, "gave up after 3 attempts: 503")]
 
 
 async def test_a_permanent_failure_is_reported_and_the_stream_goes_on() -> None:

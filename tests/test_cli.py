@@ -125,3 +125,63 @@ def test_kafka_client_options_carry_the_security_settings() -> None:
     assert (opts["sasl_plain_username"], opts["sasl_plain_password"]) == ("vigil", "pw")
     assert "ssl_context" in opts and "pw" not in repr(s)
     assert PipelineSettings(bootstrap="k:9092").client_options() == {}
+
+
+def _vigil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([*VIGIL, *args], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("VIGIL_LOG")} | (env or {}))
+
+
+def test_json_logs_carry_the_decision_fields_and_no_content(faulty: Path, tmp_path: Path) -> None:
+    from controller.contracts.decisions import decision_id, decode
+
+    out = tmp_path / "decisions.jsonl"
+    proc = _vigil("replay", str(faulty), "--output", str(out), "--log-level", "info", "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    decided = [decode(line.encode()) for line in out.read_text().splitlines()]
+    logged = [d for d in docs if d.get("decision")]
+    assert len(logged) == len(decided) == 1
+    assert logged[0]["decision"] == decision_id(decided[0])
+    assert logged[0]["agent"] == "support-bot" and logged[0]["action"] == "rollback" and logged[0]["version"] == "v2"
+    assert {"time", "level", "logger", "message"} <= set(logged[0]) and logged[0]["level"] == "INFO"
+    # conversation ids are evidence in the decision, never in the logs
+    assert not any(x in proc.stderr for x in decided[0].examples)
+
+
+def test_log_level_from_the_environment_applies_and_the_option_overrides_it(faulty: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "d.jsonl")
+    quiet = _vigil("replay", str(faulty), "--output", out)
+    assert quiet.returncode == 0 and "decision support-bot" not in quiet.stderr  # default WARNING
+    loud = _vigil("replay", str(faulty), "--output", out, env={"VIGIL_LOG_LEVEL": "INFO"})
+    assert loud.returncode == 0 and "INFO vigil.cli: decision support-bot rollback v2" in loud.stderr
+    json_env = _vigil("replay", str(faulty), "--output", out,
+                      env={"VIGIL_LOG_LEVEL": "INFO", "VIGIL_LOG_FORMAT": "json"})
+    assert any(json.loads(x).get("action") == "rollback" for x in json_env.stderr.splitlines() if x.startswith("{"))
+    told = _vigil("replay", str(faulty), "--output", out, "--log-level", "ERROR", env={"VIGIL_LOG_LEVEL": "INFO"})
+    assert told.returncode == 0 and "decision support-bot" not in told.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["--log-level", "TRACE"], {}, "--log-level"),
+    (["--log-format", "xml"], {}, "--log-format"),
+    ([], {"VIGIL_LOG_LEVEL": "LOUD"}, "VIGIL_LOG_LEVEL"),
+    ([], {"VIGIL_LOG_FORMAT": "xml"}, "VIGIL_LOG_FORMAT"),
+])
+def test_invalid_log_settings_are_refused_with_their_name(args: list[str], env: dict[str, str], named: str,
+                                                          faulty: Path) -> None:
+    proc = _vigil("replay", str(faulty), "--output", "-", *args, env=env)
+    assert proc.returncode == 2 and named in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_runtime_failure_is_one_line_and_exit_code_1_not_a_traceback() -> None:
+    proc = _vigil("run", "--bootstrap", "127.0.0.1:1", "--http-port", "-1")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("vigil run: error:")]
+    assert errors == ["vigil run: error: KafkaConnectionError: Unable to bootstrap from "
+                      "[('127.0.0.1', 1, <AddressFamily.AF_INET: 2>)]"]
+    debug = _vigil("run", "--bootstrap", "127.0.0.1:1", "--http-port", "-1", "--log-level", "DEBUG")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr  # asked for: the traceback is logged

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from controller.config import (
@@ -114,13 +115,18 @@ def test_default_rollout_is_track_mode() -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("250ms", 0.25), ("1.5m", 90.0), (" 10 s ", 10.0),
-     ("45", 45.0), (30, 30.0), (1.5, 1.5), (0, 0.0), ("0s", 0.0)],
+     ("45", 45.0), (30, 30.0), (1.5, 1.5), (0, 0.0), ("0s", 0.0), ("0", 0.0),
+     # Go durations as Kubernetes and Argo Rollouts write them
+     ("1h30m", 5400.0), ("5m30s", 330.0), ("1.5h", 5400.0), ("2h45m30.5s", 9930.5), ("1m500ms", 60.5),
+     ("+30s", 30.0), ("500us", 0.0005), ("500µs", 0.0005), (".5s", 0.5)],
 )
 def test_parse_duration(value: Any, seconds: float) -> None:
     assert parse_duration(value, "x") == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["5 minutes", "5d", "-5s", "s", "", "1e3s", None, True, [5], "5m30s"])
+@pytest.mark.parametrize("value", ["5 minutes", "5d", "-5s", "s", "", "1e3s", None, True, [5], "1w", "1y",
+                                   "5m 30s", "1h-30m", "1.2.3s", "m5", "-1h30m", "30S", float("nan"),
+                                   float("inf"), "inf", {"seconds": 5}])
 def test_parse_duration_refuses(value: Any) -> None:
     with pytest.raises(ConfigError) as info:
         parse_duration(value, "spec.analysis.window")
@@ -375,8 +381,107 @@ def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
 
 
 def test_segment_errors_say_what_is_allowed() -> None:
+    # the allowed values and the range are those the structs declare (a Literal, msgspec.Meta(ge=1, le=1000))
     doc = minimal()
     doc["spec"]["analysis"] = {"segments": ["region"]}
-    assert str(error_of(doc)) == "spec.analysis.segments[0]: unknown dimension 'region' (allowed: channel, tenant)"
+    assert str(error_of(doc)) == "spec.analysis.segments[0]: must be one of channel, tenant, got 'region'"
     doc["spec"]["analysis"] = {"maxSegments": 0}
-    assert str(error_of(doc)) == "spec.analysis.maxSegments: must be >= 1, got 0"
+    assert str(error_of(doc)) == "spec.analysis.maxSegments: must be between 1 and 1000, got 0"
+
+
+# --- the structs: unknown fields, Go durations, types -----------------------------------------------------
+@pytest.mark.parametrize(("mutate", "path"), [
+    (_set(["status"], {"phase": "Progressing"}), None),  # what the API server hands back is accepted
+    (_set(["extra"], 1), "extra"),
+    (_set(["spec", "name"], "x"), "spec.name"),  # metadata fields are not spec fields
+    (_set(["spec", "namespace"], "prod"), "spec.namespace"),
+    (_set(["spec", "analysis"], {"alpha": 0.02, "gamma": 1}), "spec.analysis.gamma"),
+    (metrics({"name": "latency_ms", "threshold": 5}), "spec.analysis.metrics[0].threshold"),
+    (steps({"pause": {"duration": "1m", "untilApproved": True}}), "spec.steps[0].pause.untilApproved"),
+    (_set(["spec", "notifications"], [{"webhook": "https://x", "secretRef": {"name": "s", "key": "k", "ns": "a"}}]),
+     "spec.notifications[0].secretRef.ns"),
+    (_set(["spec", "traffic"], {"router": "none", "weight": 5}), "spec.traffic.weight"),
+])
+def test_unknown_fields_are_refused_at_every_level(mutate: Mutation, path: str | None) -> None:
+    doc = minimal()
+    mutate(doc)
+    if path is None:
+        assert parse_rollout(doc).agent == "support-bot"
+        return
+    err = error_of(doc)
+    assert err.path == path
+    assert str(err).startswith(f"{path}: unknown field (allowed: ")
+
+
+def test_metadata_may_hold_what_the_api_server_adds() -> None:
+    doc = minimal()
+    doc["metadata"].update(namespace="prod", uid="0d1e", resourceVersion="42", labels={"team": "ml"})
+    r = parse_rollout(doc)
+    assert (r.name, r.namespace) == ("support-bot-rollout", "prod")
+
+
+def test_go_durations_in_every_duration_field() -> None:
+    doc = minimal()
+    doc["spec"].update(steps=[{"setWeight": 10}, {"pause": {"duration": "1h30m"}}],
+                       analysis={"allowedLateness": "1m30s", "idleTimeout": "1.5h", "window": "2h0m0s"},
+                       rollback={"cooldown": "1h30m"})
+    r = parse_rollout(doc)
+    assert r.steps[1] == Step(pause=5400.0)
+    assert (r.analysis.allowed_lateness, r.analysis.idle_timeout, r.analysis.window) == (90.0, 5400.0, 7200.0)
+    assert r.rollback.cooldown == 5400.0
+
+
+def test_durations_are_plain_floats_and_the_settings_encode() -> None:
+    r = parse_rollout(full())
+    assert type(r.analysis.window) is float and type(r.steps[1].pause) is float
+    assert msgspec.json.decode(msgspec.json.encode(r))["analysis"]["window"] == 3600.0
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (analysis(minSamples="50"), "spec.analysis.minSamples: expected int, got str '50'"),
+    (analysis(alpha=[0.1]), "spec.analysis.alpha: expected float, got list [0.1]"),
+    (_set(["spec", "paused"], "yes"), "spec.paused: expected bool, got str 'yes'"),
+    (_set(["spec", "stable", "version"], 1.0), "spec.stable.version: expected str, got float 1.0"),
+    (_set(["spec", "steps"], "10%"), "spec.steps: expected list, got str '10%'"),
+    (_set(["spec", "rollback"], {"maxActions": 2.5}), "spec.rollback.maxActions: expected int, got float 2.5"),
+    (_set(["spec", "traffic"], {"router": 3}), "spec.traffic.router: expected str, got int 3"),
+    (steps({"pause": {"duration": True}}),
+     "spec.steps[0].pause.duration: expected a number of seconds or a duration like 30s, 5m or 1h30m, got True"),
+    (_set(["kind"], None), "kind: expected str, got null"),
+])
+def test_wrong_type_is_named_with_the_path(mutate: Mutation, message: str) -> None:
+    doc = minimal()
+    mutate(doc)
+    assert str(error_of(doc)) == message
+
+
+def test_settings_are_frozen_structs_with_defaults() -> None:
+    r = Rollout()
+    with pytest.raises(AttributeError):
+        r.agent = "x"  # type: ignore[misc]
+    assert r.analysis == Analysis() and r.traffic.router == "none" and r.rollback.cooldown == 300.0
+    assert hash(parse_rollout(full())) == hash(parse_rollout(full()))
+    assert msgspec.structs.fields(Analysis)[3].encode_name == "bucketSeconds"  # camelCase in the document
+
+
+def test_cross_field_errors_keep_the_file_prefix() -> None:
+    doc = minimal()
+    doc["spec"]["traffic"] = {"router": "istio"}
+    assert str(error_of(doc, "r.yaml")) == "r.yaml:spec.traffic.name: required with router istio (the " \
+                                           "VirtualService to weight)"
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (_set(["spec", "canary", "deployment"], "Bot_V2"),
+     "spec.canary.deployment: must be a Kubernetes name (lower-case letters, digits, '-' and '.'), got 'Bot_V2'"),
+    (_set(["spec", "stable", "service"], "s" * 254), "spec.stable.service: must be at most 253 characters, got 254"),
+    (_set(["spec", "notifications"], [{"webhook": "hooks.example/x"}]),
+     "spec.notifications[0].webhook: must be an http or https URL, got 'hooks.example/x'"),
+    (_set(["spec", "traffic"], {"router": "linkerd"}),
+     "spec.traffic.router: must be one of gatewayAPI, istio, none, replicas, got 'linkerd'"),
+    (_set(["apiVersion"], "vigil.dev/v1beta1"), "apiVersion: must be vigil.dev/v1alpha1, got 'vigil.dev/v1beta1'"),
+])
+def test_constraint_errors_say_what_is_allowed(mutate: Mutation, message: str) -> None:
+    doc = minimal()
+    mutate(doc)
+    assert str(error_of(doc)) == message

@@ -5,16 +5,16 @@ manifest, and the CRD, is validated against the Kubernetes 1.37 OpenAPI schemas 
 fail) with kubernetes-validate. The ServiceMonitor is a custom resource kubernetes-validate has no schema for
 (SchemaNotFoundError): it gets a minimal hand check instead (:func:`_check_service_monitor`). The example
 AgentRollouts in ``deploy/examples`` are validated against the CRD's own openAPIV3Schema with jsonschema, and the
-CRD is kept in step with the dataclasses of ``controller/config.py``.
+CRD's ``spec`` is checked against the msgspec structs of ``controller/config.py``, the one source of truth of the
+schema (their JSON Schema, :func:`controller.config.spec_schema`): the same fields, required fields, types, enums,
+bounds, patterns and defaults.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import dataclasses
 import re
-import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,10 +90,6 @@ SECRET_RULES = {("", "secrets", "get")}
 # CRD fields (paths under the AgentRollout, "[]" for the items of a list) that controller/config.py does not read
 # yet; a path here allows everything under it. Keep it empty: every CRD field maps onto a config field.
 PENDING_IN_CONFIG: list[str] = []
-# Config fields whose CRD path is not spec.<camelCase of the field>.
-CONFIG_PATH_OVERRIDES: dict[tuple[str, str], str] = {}
-# Rollout fields that come from metadata, not spec.
-METADATA_FIELDS = {"name", "namespace"}
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -189,38 +185,52 @@ def camel(name: str) -> str:
     return head + "".join(w.capitalize() for w in rest)
 
 
-def _dataclass_in(tp: Any) -> type | None:
-    """The config dataclass a field holds: itself, optional, or as the items of a tuple or list."""
-    if dataclasses.is_dataclass(tp):
-        return tp  # type: ignore[return-value]
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType, tuple, list):
-        for arg in typing.get_args(tp):
-            if arg is not Ellipsis and (found := _dataclass_in(arg)) is not None:
-                return found
-    return None
+def _one_branch(node: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema (``anyOf: [X, {type: null}]``) as the schema of X, keeping its default."""
+    branches = [b for b in node.get("anyOf", []) if b != {"type": "null"}]
+    if len(branches) == 1:
+        return {**{k: v for k, v in node.items() if k != "anyOf"}, **branches[0]}
+    return node
 
 
-def _is_sequence(tp: Any) -> bool:
-    if typing.get_origin(tp) in (tuple, list):
-        return True
-    return any(_is_sequence(a) for a in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType))
-
-
-def config_paths(cls: type = vigil_config.Rollout, prefix: str = "spec") -> dict[str, str]:
-    """CRD path of every field of the config dataclasses reachable from :class:`controller.config.Rollout`
-    (``name`` and ``namespace`` aside: they are metadata), mapped to ``Class.field``."""
-    out: dict[str, str] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if cls is vigil_config.Rollout and f.name in METADATA_FIELDS:
-            continue
-        path = CONFIG_PATH_OVERRIDES.get((cls.__name__, f.name), f"{prefix}.{camel(f.name)}")
-        out[path] = f"{cls.__name__}.{f.name}"
-        nested = _dataclass_in(hints[f.name])
-        if nested is not None:
-            out.update(config_paths(nested, path + ("[]" if _is_sequence(hints[f.name]) else "")))
+def config_paths(node: dict[str, Any] | None = None, prefix: str = "spec") -> dict[str, dict[str, Any]]:
+    """Every field path ("spec.steps[].setWeight") of the config structs, from their JSON Schema
+    (:func:`controller.config.spec_schema`: names as the document spells them), with its schema."""
+    node = _one_branch(vigil_config.spec_schema() if node is None else node)
+    out: dict[str, dict[str, Any]] = {}
+    for name, sub in node.get("properties", {}).items():
+        path = f"{prefix}.{name}"
+        out[path] = _one_branch(sub)
+        out.update(config_paths(sub, path))
+    if "items" in node:
+        out.update(config_paths(node["items"], f"{prefix}[]"))
     return out
+
+
+def _facets_of_config(node: dict[str, Any]) -> dict[str, Any]:
+    """What a field's JSON Schema (2020-12, from msgspec) says, in the terms of :func:`_facets_of_crd`."""
+    node = _one_branch(node)
+    if node.get("anyOf") == [{"type": "number", "minimum": 0}, {"type": "string"}]:
+        kind = "duration"
+    elif "enum" in node:
+        kind = "string" if all(isinstance(v, str) for v in node["enum"]) else "?"
+    else:
+        kind = node.get("type", "?")
+    return {"type": kind, "enum": sorted(node.get("enum", [])), "required": sorted(node.get("required", [])),
+            "gt": node.get("exclusiveMinimum"), "ge": node.get("minimum") if kind != "duration" else None,
+            "lt": node.get("exclusiveMaximum"), "le": node.get("maximum"),
+            **{k: node.get(k) for k in ("pattern", "minLength", "maxLength")}}
+
+
+def _facets_of_crd(node: dict[str, Any]) -> dict[str, Any]:
+    """What a CRD field's OpenAPI v3.0 schema says (``exclusiveMinimum: true`` qualifies ``minimum``)."""
+    low, high = node.get("minimum"), node.get("maximum")
+    low_open, high_open = node.get("exclusiveMinimum") is True, node.get("exclusiveMaximum") is True
+    return {"type": "duration" if node.get("x-kubernetes-int-or-string") else node.get("type", "?"),
+            "enum": sorted(node.get("enum", [])), "required": sorted(node.get("required", [])),
+            "gt": low if low_open else None, "ge": None if low_open else low,
+            "lt": high if high_open else None, "le": None if high_open else high,
+            **{k: node.get(k) for k in ("pattern", "minLength", "maxLength")}}
 
 
 def _under(path: str, parent: str) -> bool:
@@ -309,6 +319,7 @@ def test_lint_reports_invalid_values() -> None:
     ({"kafka": {"bootstrap": ""}}, "'/kafka/bootstrap'"),
     ({"kafka": {"securityProtocol": "TLS"}}, "'/kafka/securityProtocol'"),
     ({"logLevel": "TRACE"}, "'/logLevel'"),
+    ({"logFormat": "xml"}, "'/logFormat'"),
     ({"http": {"port": 80}}, "'/http/port'"),
     ({"serviceMonitor": {"enabled": "yes"}}, "'/serviceMonitor/enabled'"),
     ({"serviceMonitor": {"interval": "30 seconds"}}, "'/serviceMonitor/interval'"),
@@ -476,6 +487,7 @@ def test_environment(chart: helm.Chart) -> None:
     assert "KAFKA_SASL_USERNAME" not in env
     data = one(docs, "ConfigMap")["data"]
     assert data["KAFKA_BOOTSTRAP"] == "kafka:9092" and data["VIGIL_LOG_LEVEL"] == "INFO"
+    assert data["VIGIL_LOG_FORMAT"] == "json"  # log pipelines in a cluster read one JSON object per line
 
 
 def test_admin_token_is_generated(chart: helm.Chart) -> None:
@@ -781,24 +793,33 @@ def test_invalid_agentrollouts_are_refused(rollout_validator: jsonschema.Draft4V
 # ---------------------------------------------------------------------------------------------------- CRD vs config
 
 def test_every_config_field_is_in_the_crd(crd: dict[str, Any]) -> None:
-    crd_paths = schema_paths(crd_schema(crd), "")
-    crd_paths = {p.lstrip("."): s for p, s in crd_paths.items()}
-    missing = {path: field for path, field in config_paths().items() if path not in crd_paths}
-    assert missing == {}
+    crd_paths = {p.lstrip(".") for p in schema_paths(crd_schema(crd), "")}
+    assert sorted(p for p in config_paths() if p not in crd_paths) == []
 
 
 def test_every_crd_field_is_in_the_config_or_pending(crd: dict[str, Any]) -> None:
     config = config_paths()
-    spec_paths = [p.lstrip(".") for p in schema_paths(crd_schema(crd), "") if p.startswith(".spec")]
+    spec_paths = [p.lstrip(".") for p in schema_paths(crd_schema(crd), "") if p.startswith(".spec.")]
+    assert [p for p in spec_paths if p not in config and not any(_under(p, q) for q in PENDING_IN_CONFIG)] == []
 
-    def covered(path: str) -> bool:
-        # a path config.py has; a parent of one; or a detail of a config field that is not a dataclass
-        # (Step.pause is seconds, the CRD's pause.duration)
-        return (any(_under(c, path) for c in config)
-                or any(_under(path, c) for c in config)
-                or any(_under(path, p) for p in PENDING_IN_CONFIG))
 
-    assert [p for p in spec_paths if not covered(p)] == []
+def test_crd_spec_says_what_the_structs_say(crd: dict[str, Any]) -> None:
+    """The structs are the source of truth: for each field (and spec itself), the CRD declares the same type
+    (a duration is int-or-string), required fields, enum, bounds, pattern and lengths as the structs' JSON Schema,
+    and every default the CRD states is the struct's default."""
+    crd_nodes = {p.lstrip("."): s for p, s in schema_paths(crd_schema(crd), "")
+                 .items() if p.startswith(".spec")}
+    crd_nodes["spec"] = crd_schema(crd)["properties"]["spec"]
+    config = {"spec": vigil_config.spec_schema(), **config_paths()}
+    assert set(config) <= set(crd_nodes)  # the names: test_every_config_field_is_in_the_crd
+    differences = {}
+    for path, node in config.items():
+        ours, theirs = _facets_of_config(node), _facets_of_crd(crd_nodes[path])
+        if ours != theirs:
+            differences[path] = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
+        if "default" in crd_nodes[path] and crd_nodes[path]["default"] != node.get("default"):
+            differences[f"{path} default"] = (node.get("default"), crd_nodes[path]["default"])
+    assert differences == {}
 
 
 def test_pending_in_config_is_not_stale(crd: dict[str, Any]) -> None:

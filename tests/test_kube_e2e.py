@@ -1,7 +1,7 @@
 """Kubernetes mode end to end: events on the embedded Kafka broker, AgentRollouts, Deployments and an
 HTTPRoute on the emulated API server (real HTTP, the official client), two vigil replicas electing a leader
 through a Lease. The harmful canary is stepped to 25%, then rolled back on the cluster by the leader alone;
-the resource's status, an Event and the decisions topic all carry the decision."""
+the resource's status, an Event, the decisions topic and the rollout's webhook all carry the decision."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from controller.tools.simulate import Fault, SimConfig, generate
 from controller.worker import KubeMode, Worker
 from tests.conftest import produce, until
 from tests.kube_emulator import EmulatorThread
+from tests.test_notify import Receiver
 
 NS = "shop"
 START = 1_790_000_000.0
@@ -37,7 +38,7 @@ def deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
                                   "spec": {"containers": [{"name": "bot", "image": f"bot:{version}"}]}}}}
 
 
-def seed_cluster(kube: EmulatorThread, agent: str) -> None:
+def seed_cluster(kube: EmulatorThread, agent: str, webhook: str | None = None) -> None:
     client = kube.api_client()
     apps = kubernetes.client.AppsV1Api(client)
     co = kubernetes.client.CustomObjectsApi(client)
@@ -54,7 +55,8 @@ def seed_cluster(kube: EmulatorThread, agent: str) -> None:
                  "canary": {"version": "v2", "deployment": f"{agent}-v2"},
                  "traffic": {"router": "gatewayAPI", "name": f"{agent}-route"},
                  "steps": [{"setWeight": 25}, {"pause": {"duration": "1h"}}],
-                 "rollback": {"scaleCanaryToZero": True}}})
+                 "rollback": {"scaleCanaryToZero": True},
+                 "notifications": [{"webhook": webhook, "actions": ["rollback"]}] if webhook else []}})
 
 
 def read(kube: EmulatorThread, agent: str) -> dict[str, Any]:
@@ -73,7 +75,9 @@ def read(kube: EmulatorThread, agent: str) -> dict[str, Any]:
 async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
         broker: EmbeddedBroker, unique: Callable[[str], str], emu: EmulatorThread) -> None:
     agent = unique("bot").replace("_", "-")
-    await asyncio.to_thread(seed_cluster, emu, agent)
+    hooks = Receiver()
+    hooks.thread.start()
+    await asyncio.to_thread(seed_cluster, emu, agent, hooks.url("/vigil"))
     settings = PipelineSettings(bootstrap=broker.bootstrap, topic=unique("events"), decisions_topic=unique("dec"),
                                 group=unique("g"), partitions=2, session_timeout_ms=4000, checkpoint_interval=0.2)
     lease_name = unique("lease")
@@ -113,10 +117,17 @@ async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
         leaders = [w for w in workers if w.election.is_leader]
         assert len(leaders) == 1 and leaders[0].actuator.applied >= 2
         assert all(w.actuator.applied == 0 for w in workers if w is not leaders[0])
+        # the leader's notifier told the webhook, once
+        (sent,) = await until(lambda: hooks.bodies("/vigil"), 10, runs)
+        assert (sent["action"], sent["agent"], sent["cluster"]) == ("rollback", agent, {"applied": True, "error": None})
+        assert leaders[0].notifier.sent == 1
     finally:
         for w in workers:
             w.stop()
         await asyncio.gather(*runs, return_exceptions=True)
+        hooks.server.shutdown()
+        hooks.server.server_close()
+    assert all(w.notifier.closed for w in workers)  # each worker closed its webhooks' HTTP client on the way out
 
 
 async def test_a_follower_takes_over_and_carries_out_the_rollback(

@@ -1,38 +1,41 @@
 """Decision notifications (controller/notify/webhooks.py) through the leader's actuator: a real HTTP
-receiver on 127.0.0.1 (http.server in a thread) gets the webhooks, and the bearer tokens come from Secrets on
-the emulated API server (real HTTP, the official client)."""
+receiver on 127.0.0.1 (http.server in a thread, HTTP/1.1 keep-alive) gets the webhooks from the notifier's
+aiohttp client, and the bearer tokens come from Secrets on the emulated API server (real HTTP, the official
+client). Also: the actuator, the Kubernetes calls and the webhooks honour one RetryPolicy."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import collections
-import dataclasses
 import json
 import logging
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import kubernetes
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from controller.actuators.kubernetes.errors import PermanentError
+from controller.actuators.kubernetes.errors import PermanentError, TemporaryError
 from controller.config import Rollout
 from controller.contracts.decisions import Decision, Evidence, iso
 from controller.http.server import VigilCollector
 from controller.notify.webhooks import Notifier, payload, where
+from controller.retry import RetryPolicy
 from controller.runtime.actuator import Actuator, ActuatorSettings
 from controller.runtime.pipeline import PipelineStats
 from tests.kube_emulator import EmulatorThread
 from tests.test_actuator import Recorder
 from tests.test_actuator import rollout as make_rollout
 from tests.test_engine import T0
+from tests.test_kube_backend import backend, target
 
 EVIDENCE = Evidence(metric="escalation_rate", detector="msprt", statistic=5.25, threshold=4.61, p_value=0.003,
                     n_canary=120, n_stable=900, canary_value=0.3, stable_value=0.1)
@@ -40,22 +43,40 @@ SECRET_CONVERSATION = "conv-7f3a-customer-said-something-private"
 
 
 class Receiver:
-    """A webhook endpoint: records every POST, answers the queued statuses (then 200)."""
+    """A webhook endpoint: records every POST, answers the queued statuses (then 200; a 3xx points elsewhere on
+    the same server), holds each answer while ``gate`` is clear, and counts the requests running at once."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.statuses: collections.deque[int] = collections.deque()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.running = [0, 0]  # now, most at once
+        self.retry_after: list[str | None] = []
+        """``Retry-After`` values sent with the next answers, one each."""
         lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: the client may pool its connections
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with lock:
                     status = outer.statuses.popleft() if outer.statuses else 200
-                    outer.requests.append({"path": self.path, "raw": raw,
+                    wait = outer.retry_after.pop(0) if outer.retry_after else None
+                    outer.requests.append({"path": self.path, "raw": raw, "port": self.client_address[1],
                                            "headers": {k.lower(): v for k, v in self.headers.items()}})
+                    outer.running[0] += 1
+                    outer.running[1] = max(outer.running)
+                outer.gate.wait(5)
+                with lock:
+                    outer.running[0] -= 1
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
+                if wait is not None:
+                    self.send_header("Retry-After", wait)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -92,7 +113,7 @@ class Sleeps:
 
 
 def rollout(*hooks: dict[str, Any], namespace: str = "shop", **spec: Any) -> Rollout:
-    return dataclasses.replace(make_rollout(notifications=list(hooks), **spec), namespace=namespace)
+    return msgspec.structs.replace(make_rollout(notifications=list(hooks), **spec), namespace=namespace)
 
 
 def decision(action: str, t: float = T0, version: str = "v2") -> Decision:
@@ -109,9 +130,22 @@ def actuator(r: Rollout, notifier: Any, apply: Recorder | None = None) -> Actuat
                     lambda agent: r if agent == r.agent else None, lambda: True, wait, notify=notifier)
 
 
+_notifiers: list[Notifier] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_notifiers() -> AsyncIterator[None]:
+    """Every notifier a test made is closed after it, as the worker closes its own (the HTTP client too)."""
+    yield
+    while _notifiers:
+        await _notifiers.pop().aclose()
+
+
 def notifier_for(r: Rollout, **kw: Any) -> Notifier:
     kw.setdefault("sleep", Sleeps())
-    return Notifier(lambda agent: r if agent == r.agent else None, **kw)
+    n = Notifier(lambda agent: r if agent == r.agent else None, **kw)
+    _notifiers.append(n)
+    return n
 
 
 async def test_only_the_listed_actions_are_sent_and_never_the_examples(receiver: Receiver) -> None:
@@ -245,12 +279,102 @@ async def test_retries_are_bounded_and_a_4xx_is_not_retried(receiver: Receiver) 
     assert len(receiver.requests) == 4 and (n.sent, n.failed) == (0, 2)
 
 
-def test_redirects_are_not_followed(receiver: Receiver) -> None:
-    from controller.notify.webhooks import urllib_send
-
+async def test_a_redirect_is_not_followed_and_counts_as_failed(
+        receiver: Receiver, emu: EmulatorThread, client: kubernetes.client.ApiClient,
+        caplog: pytest.LogCaptureFixture) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    seed_secret(client, ns, "bot-webhook", {"token": "s3cret"})
     receiver.statuses.append(307)
-    assert urllib_send(receiver.url("/hook"), b"{}", {"Authorization": "Bearer x"}, 5.0) == 307
-    assert len(receiver.requests) == 1
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback"],
+                 "secretRef": {"name": "bot-webhook", "key": "token"}}, namespace=ns)
+    sleeps = Sleeps()
+    n = notifier_for(r, client=client, sleep=sleeps)
+    with caplog.at_level(logging.ERROR, logger="vigil.notify"):
+        n(decision("rollback"), True, None)
+        assert await n.join(5)
+    # the token went to the webhook only: /elsewhere was never asked, and a redirect is not retried either
+    assert [q["path"] for q in receiver.requests] == ["/hook"] and sleeps.delays == []
+    assert (n.sent, n.failed) == (0, 1)
+    assert "HTTP 307: a redirect, not followed" in caplog.text
+
+
+async def test_a_503_is_retried_up_to_the_policys_attempts_and_a_400_not_at_all(receiver: Receiver) -> None:
+    policy = RetryPolicy(attempts=4, base_delay=0.5, max_delay=1.5, jitter=0.0)
+    receiver.statuses.extend([503] * 4 + [400])
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback", "alert"]})
+    sleeps = Sleeps()
+    n = notifier_for(r, retry=policy, sleep=sleeps)
+    n(decision("rollback"), True, None)
+    assert await n.join(5)
+    assert len(receiver.requests) == 4 and sleeps.delays == [0.5, 1.0, 1.5]  # doubling, capped at max_delay
+    assert (n.sent, n.failed) == (0, 1)
+    n(decision("alert"), True, None)
+    assert await n.join(5)
+    assert len(receiver.requests) == 5 and sleeps.delays == [0.5, 1.0, 1.5]  # the 400: once, no wait
+    assert (n.sent, n.failed) == (0, 2)
+
+
+async def test_a_retry_after_is_honoured_within_the_policys_bound(receiver: Receiver) -> None:
+    receiver.statuses.extend([429, 503, 503])
+    receiver.retry_after = ["0.7", "60", None]
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback"]})
+    sleeps = Sleeps()
+    n = notifier_for(r, retry=RetryPolicy(attempts=4, base_delay=0.1, max_delay=2.0, jitter=0.0), sleep=sleeps)
+    n(decision("rollback"), True, None)
+    assert await n.join(5)
+    # asked 0.7 s: waited so; asked 60 s: capped at max_delay; asked nothing: the schedule (0.1 s doubling)
+    assert (n.sent, n.failed) == (1, 0) and sleeps.delays == [0.7, 2.0, 0.4]
+
+
+async def test_the_actuator_the_kubernetes_calls_and_the_webhooks_honour_one_retry_policy(
+        receiver: Receiver, emu: EmulatorThread, client: kubernetes.client.ApiClient) -> None:
+    policy = RetryPolicy(attempts=3, base_delay=0.25, max_delay=0.4, jitter=0.0)
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+
+    # the Kubernetes calls: the HTTPRoute cannot be read (503) however often it is asked
+    kube_sleeps = Sleeps()
+    for _ in range(policy.attempts or 0):
+        emu.call(lambda api: api.inject(lambda q: q.method == "GET" and q.resource is not None
+                                        and q.resource.plural == "httproutes" and q.namespace == ns, status=503,
+                                        reason="ServiceUnavailable"))
+    with pytest.raises(TemporaryError, match="gave up after 3 attempts"):
+        await backend(client, target(ns), kube_sleeps, policy=policy).set_weights("bot", {"v1": 90.0, "v2": 10.0})
+    kube_tries = len([q for q in emu.requests("GET", "httproutes") if q.namespace == ns])
+
+    # the actuator: the decision's writes keep failing for now
+    async def leading() -> None:
+        return None
+
+    act_sleeps, rec = Sleeps(), Recorder([TemporaryError("503 ServiceUnavailable")] * 5)
+    act = Actuator(ActuatorSettings(bootstrap="unused:0", retry=policy), rec, lambda agent: None, lambda: True,
+                   leading, sleep=act_sleeps)
+    assert await act.carry_out(decision("set_weight"), asyncio.Event())
+    assert act.failed == 1
+
+    # the webhooks: the receiver keeps answering 503
+    hook_sleeps = Sleeps()
+    receiver.statuses.extend([503] * 5)
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback"]})
+    n = notifier_for(r, retry=policy, sleep=hook_sleeps)
+    n(decision("rollback"), True, None)
+    assert await n.join(5)
+    assert n.failed == 1
+
+    assert (kube_tries, rec.calls, len(receiver.requests)) == (3, 3, 3)
+    assert kube_sleeps.delays == act_sleeps.delays == hook_sleeps.delays == [0.25, 0.4]
+
+
+async def test_connections_are_pooled_and_closed_with_the_notifier(receiver: Receiver) -> None:
+    r = rollout({"webhook": receiver.url("/hook"), "actions": ["rollback", "alert"]})
+    n = notifier_for(r)
+    for i in range(3):
+        n(decision("alert", T0 + i), True, None)
+        assert await n.join(5)
+    assert n.sent == 3 and len({q["port"] for q in receiver.requests}) == 1  # one kept-alive connection
+    await n.aclose()
+    assert n.closed
+    n(decision("rollback"), True, None)  # nothing goes out once closed: dropped, counted
+    assert n.pending == 0 and (n.sent, n.failed) == (3, 1) and len(receiver.requests) == 3
 
 
 async def test_an_unreachable_webhook_does_not_block_the_actuator(caplog: pytest.LogCaptureFixture) -> None:
@@ -275,31 +399,20 @@ async def test_an_unreachable_webhook_does_not_block_the_actuator(caplog: pytest
     assert "after 3 attempts" in caplog.text and "secret-path" not in caplog.text
 
 
-async def test_concurrency_and_the_backlog_are_bounded() -> None:
-    release = threading.Event()
-    lock = threading.Lock()
-    running = [0, 0]  # now, most at once
-
-    def send(url: str, body: bytes, headers: Any, timeout: float) -> int:
-        with lock:
-            running[0] += 1
-            running[1] = max(running[1], running[0])
-        release.wait(5)
-        with lock:
-            running[0] -= 1
-        return 204
-
-    r = rollout(*({"webhook": f"http://hooks.example/{i}", "actions": ["rollback"]} for i in range(5)))
-    n = notifier_for(r, send=send, concurrency=2, max_pending=3)
+async def test_concurrency_and_the_backlog_are_bounded(receiver: Receiver) -> None:
+    receiver.gate.clear()  # every answer waits until released
+    r = rollout(*({"webhook": receiver.url(f"/{i}"), "actions": ["rollback"]} for i in range(5)))
+    n = notifier_for(r, concurrency=2, max_pending=3)
     n(decision("rollback"), True, None)
     assert n.pending == 3 and n.failed == 2  # two dropped
     deadline = time.monotonic() + 5
-    while running[0] < 2 and time.monotonic() < deadline:
+    while receiver.running[0] < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)  # time for a third one to start, were it allowed to
-    release.set()
+    await asyncio.sleep(0.1)  # time for a third one to start, were it allowed to
+    assert receiver.running == [2, 2]
+    receiver.gate.set()
     assert await n.join(5)
-    assert running[1] == 2 and (n.sent, n.failed) == (3, 2)
+    assert receiver.running[1] == 2 and (n.sent, n.failed) == (3, 2) and len(receiver.requests) == 3
 
 
 async def test_a_failing_notifier_never_fails_the_actuator() -> None:

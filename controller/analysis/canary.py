@@ -121,7 +121,7 @@ class CanaryAnalysis:
         # with explicit metrics there is nothing to discover, so the whole budget goes to them
         reserve = 0.0 if overrides else 0.2
         # values of a dimension tested apart, besides the pooled "other"
-        self.caps = {d: min(settings.max_segments, _CHANNELS_APART) if d == "channel" else settings.max_segments
+        self.caps: dict[str, int] = {d: min(settings.max_segments, _CHANNELS_APART) if d == "channel" else settings.max_segments
                      for d in settings.segments}
         share = SEGMENT_SHARE if self.caps else 0.0
         self.budget = AlphaBudget(settings.alpha * (1.0 - share), known=known, reserve=reserve)
@@ -312,8 +312,8 @@ class CanaryAnalysis:
             elif b.version == self.stable:
                 for m, hist in b.values.items():
                     mine = self.baseline.setdefault(m, {})
-                    for k, c in hist.items():
-                        mine[k] = mine.get(k, 0) + c
+                    for k, cnt in hist.items():
+                        mine[k] = mine.get(k, 0) + cnt
                     self.baseline_n[m] = self.baseline_n.get(m, 0) + sum(hist.values())
         return [
             TestResult(name, self.metric_of[name], self.is_critical(name), self.has_enough_samples(name))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 
-__all__ = ["Action", "Decision", "Evidence", "encode", "iso", "seconds"]
+__all__ = ["Action", "Decision", "Evidence", "decision_id", "decode", "encode", "iso", "log_fields", "seconds"]
 
 Action = Literal["rollback", "set_weight", "promote", "pause", "alert"]
 
@@ -49,6 +50,26 @@ def encode(decision: Decision) -> bytes:
 
 def decode(raw: bytes) -> Decision:
     return _decoder.decode(raw)
+
+
+def decision_id(decision: Decision) -> str:
+    """A short id of one decision, from its content: every replica that takes the same decision gives it the
+    same id, so log lines, notifications and status can be matched across replicas.
+
+    >>> d = Decision("2026-11-26T00:02:10.000Z", "bot", "rollback", "v2", {"v1": 100.0}, "r", [], [])
+    >>> decision_id(d) == decision_id(decode(encode(d))), len(decision_id(d))
+    (True, 16)
+    """
+    return hashlib.sha256(encode(decision)).hexdigest()[:16]
+
+
+def log_fields(decision: Decision, rollout: str | None = None) -> dict[str, str]:
+    """The structured log fields of a decision (``extra=`` of a log call): identifiers only, never content."""
+    out = {"agent": decision.agent, "decision": decision_id(decision), "action": decision.action,
+           "version": decision.version}
+    if rollout:
+        out["rollout"] = rollout
+    return out
 
 
 def seconds(time: str) -> float:

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from controller.errors import VigilError
+
 __all__ = [
     "Evaluation",
     "Event",
@@ -35,7 +37,7 @@ Track = Literal["stable", "canary", "shadow"]
 Outcome = Literal["resolved", "escalated", "abandoned", "error", "in_progress"]
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(VigilError, ValueError):
     """The message cannot be decoded or violates the contract; ``reason`` says why (no payload)."""
 
     def __init__(self, reason: str) -> None:

@@ -4,7 +4,8 @@
 * ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups and state is restored;
 * ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
 * ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts (these two need
-  ``Authorization: Bearer <VIGIL_ADMIN_TOKEN>`` when the worker has an admin token);
+  ``Authorization: Bearer <VIGIL_ADMIN_TOKEN>`` when the worker has an admin token, else 401 with
+  ``WWW-Authenticate: Bearer realm="vigil"``);
 * ``GET /api/v1/verdict/{namespace}/{name}``: the verdict for Argo Rollouts' Web metric provider;
 * ``POST /api/v1/flagger/rollback`` and ``POST /api/v1/flagger/confirm-promotion``: Flagger's webhooks
   (see :mod:`controller.engine.verdict`).
@@ -13,19 +14,21 @@ The verdict and Flagger endpoints answer from the worker's engine when it holds 
 "local"``), else from the verdicts topic read by every replica (``"source": "view"``, see
 :mod:`controller.runtime.verdicts`), else 404: behind a Service, any replica answers for every agent.
 
-A deliberately small HTTP/1.1 server on asyncio: one request per connection, bodies up to 64 KiB.
+Served by :mod:`aiohttp.web`: HTTP/1.1 with keep-alive and chunked bodies, ``HEAD`` wherever ``GET`` is
+served, 405 with ``Allow`` for another method, request bodies up to 64 KiB (413 above), and a JSON 500 (with
+the traceback in the log) when a handler fails.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
+import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from controller.runtime.verdicts import VerdictView
 
 __all__ = ["HttpServer", "VigilCollector", "agents_view"]
+
+log = logging.getLogger("vigil.http")
 
 
 class VigilCollector(Collector):
@@ -64,6 +69,8 @@ class VigilCollector(Collector):
             decisions.add_metric([action], n)
         yield decisions
         yield CounterMetricFamily("vigil_checkpoints", "State checkpoints written", value=s.checkpoints)
+        yield CounterMetricFamily("vigil_checkpoints_unreadable", "Changelog records on restore that were not a "
+                                  "readable checkpoint (the agent started afresh)", value=s.checkpoints_unreadable)
         yield GaugeMetricFamily("vigil_last_event_time_seconds", "Newest event time seen",
                                 value=s.last_event_time)
         notifier = self.notifications() if self.notifications is not None else None
@@ -112,11 +119,39 @@ def agents_view(engine: Engine | None) -> dict[str, Any]:
 
 
 _MAX_BODY = 64 * 1024
-_ADMIN_PATHS = frozenset({"/api/v1/decisions", "/api/v1/agents"})
+# what generate_latest writes (prometheus_client's CONTENT_TYPE_LATEST names another format in newer releases)
+_METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(status: int, doc: object) -> tuple[int, str, bytes]:
-    return status, "application/json", msgspec.json.encode(doc)
+def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> web.Response:
+    # bytes and a bare content type: "application/json" exactly, as before (json_response adds a charset)
+    return web.Response(status=status, body=msgspec.json.encode(doc), content_type="application/json",
+                        headers=headers)
+
+
+def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=text.encode(), content_type="text/plain", headers=headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The router's 404 and 405 keep the short plain bodies they had (the 405 with its ``Allow``); an oversized
+    body and a failing handler answer in JSON, as the API does, rather than with aiohttp's HTML pages."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return _text(404, "not found\n")
+    except web.HTTPMethodNotAllowed as exc:
+        return _text(405, "method not allowed\n", {"Allow": exc.headers["Allow"]})
+    except web.HTTPRequestEntityTooLarge:
+        return _json(413, {"error": f"the request body is over {_MAX_BODY // 1024} KiB"})
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return _json(500, {"error": "internal error, see the worker's log"})
 
 
 class HttpServer:
@@ -138,44 +173,64 @@ class HttpServer:
         self.registry = registry or CollectorRegistry()
         self.registry.register(VigilCollector(stats, engine, notifications))
         self.decisions: deque[Decision] = deque(maxlen=keep)
-        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
 
     def record(self, decision: Decision) -> None:
         self.decisions.append(decision)
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        # no access log: probes and scrapes would write a line every few seconds; stop() waits at most 5 s for
+        # requests in flight, so a slow client cannot hold up the worker's shutdown
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
-    def _route(self, method: str, path: str, body: bytes = b"") -> tuple[int, str, bytes]:
-        path = path.split("?", 1)[0]
-        if method == "POST" and path.startswith("/api/v1/flagger/"):
-            return self._flagger(path.removeprefix("/api/v1/flagger/"), body)
-        if method != "GET":
-            return 405, "text/plain", b"method not allowed\n"
-        if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
-        if path == "/healthz":
-            return 200, "text/plain", b"ok\n"
-        if path == "/readyz":
-            return (200, "text/plain", b"ready\n") if self.ready() else (503, "text/plain", b"not ready\n")
-        if path == "/api/v1/decisions":
-            return 200, "application/json", msgspec.json.encode(list(self.decisions))
-        if path == "/api/v1/agents":
-            return 200, "application/json", msgspec.json.encode(agents_view(self.engine()))
-        parts = path.split("/")
-        if len(parts) == 6 and path.startswith("/api/v1/verdict/") and parts[4] and parts[5]:
-            v = self.verdict(parts[4], parts[5])
-            if v is None:
-                return _json(404, {"error": f"no rollout {parts[4]}/{parts[5]} is known to vigil"})
-            return _json(200, v)
-        return 404, "text/plain", b"not found\n"
+    def _app(self) -> web.Application:
+        # GET routes answer HEAD too (aiohttp's allow_head); a known path with another method gets 405 + Allow
+        app = web.Application(client_max_size=_MAX_BODY, middlewares=[_errors])
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/api/v1/decisions", self._admin(self._decisions))
+        app.router.add_get("/api/v1/agents", self._admin(self._agents))
+        app.router.add_get("/api/v1/verdict/{namespace}/{name}", self._verdict)
+        for hook in ("rollback", "confirm-promotion"):
+            app.router.add_post(f"/api/v1/flagger/{hook}", self._flagger_hook(hook))
+        return app
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": _METRICS_TYPE})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return _text(200, "ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        return _text(200, "ready\n") if self.ready() else _text(503, "not ready\n")
+
+    async def _decisions(self, _: web.Request) -> web.Response:
+        return _json(200, list(self.decisions))
+
+    async def _agents(self, _: web.Request) -> web.Response:
+        return _json(200, agents_view(self.engine()))
+
+    async def _verdict(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        v = self.verdict(namespace, name)
+        if v is None:
+            return _json(404, {"error": f"no rollout {namespace}/{name} is known to vigil"})
+        return _json(200, v)
 
     def verdict(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         """From this worker's engine when it holds the agent (the freshest), else from the verdicts topic."""
@@ -189,11 +244,15 @@ class HttpServer:
         # answered for the name asked, as the engine does
         return {**doc, "namespace": namespace, "name": name, "source": "view"}
 
-    def _flagger(self, hook: str, body: bytes) -> tuple[int, str, bytes]:
+    def _flagger_hook(self, hook: str) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
+            # read() enforces client_max_size, chunked bodies included (413 through _errors)
+            return self._flagger(hook, await request.read())
+        return handle
+
+    def _flagger(self, hook: str, body: bytes) -> web.Response:
         """Flagger's webhook payload is ``{"name", "namespace", "phase", "metadata": {...}}``; the
         ``metadata`` may name the AgentRollout (``rollout``) when it differs from the Flagger canary."""
-        if hook not in ("rollback", "confirm-promotion"):
-            return 404, "text/plain", b"not found\n"
         try:
             payload = msgspec.json.decode(body) if body else None
             if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
@@ -210,38 +269,16 @@ class HttpServer:
         go = v["rollback"] if hook == "rollback" else v["healthy"]
         return _json(200 if go else 412, v)
 
-    def _needs_token(self, path: str) -> bool:
-        return self.admin_token is not None and path.split("?", 1)[0] in _ADMIN_PATHS
+    def _admin(self, handler: Handler) -> Handler:
+        """Guards ``handler`` itself rather than a list of paths, so no spelling of the path gets around it."""
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if self.admin_token is not None and not self._authorized(request.headers.get("Authorization", "")):
+                return _json(401, {"error": "a bearer token is required"},
+                             {"WWW-Authenticate": 'Bearer realm="vigil"'})
+            return await handler(request)
+        return guarded
 
     def _authorized(self, header: str) -> bool:
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = header.strip().partition(" ")
         assert self.admin_token is not None
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.admin_token.encode())
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, *_ = lines[0].split(" ")
-            length = next((int(v) for k, _, v in (h.partition(":") for h in lines[1:])
-                           if k.strip().lower() == "content-length"), 0)
-            if not 0 <= length <= _MAX_BODY:
-                raise ValueError("body too large")
-            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
-            auth = next((v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
-                         if k.strip().lower() == "authorization"), "")
-            if self._needs_token(path) and not self._authorized(auth):
-                status, ctype, body = 401, "application/json", b'{"error": "a bearer token is required"}'
-            else:
-                status, ctype, body = self._route(method, path, body)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
-            status, ctype, body = 400, "text/plain", b"bad request\n"
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-                  412: "Precondition Failed", 503: "Service Unavailable"}[status]
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                     f"Connection: close\r\n\r\n".encode() + body)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()

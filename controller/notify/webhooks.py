@@ -24,11 +24,20 @@ it cannot be read (no Secret, no such key, an empty value, or the controller may
 value ``rbac.readNotificationSecrets`` grants that) the notification is not sent at all: the failure is logged
 and counted, never sent without its credentials.
 
-Delivery: ``urllib.request`` in a worker thread (``asyncio.to_thread``), 5 s timeout per attempt, redirects not
-followed (a redirect would carry the token elsewhere), 3 attempts with exponential backoff (1 s, 2 s) on 5xx,
-429 and connection errors; another status (4xx) fails at once. Notifications never block nor fail the actuator:
-:meth:`Notifier.__call__` only starts a background task and returns; at most ``concurrency`` deliveries run at
-once, and beyond ``max_pending`` outstanding ones a new one is dropped (logged, counted failed).
+Delivery: one ``aiohttp.ClientSession`` per :class:`Notifier`, made on the running loop at the first send and
+closed by :meth:`Notifier.aclose` (the worker calls it at shutdown); its connections are pooled (at most
+``concurrency``, kept alive between notifications). One timeout model, ``aiohttp.ClientTimeout(total=timeout)``:
+5 s per attempt for everything (connecting, sending, the answer). Redirects are never followed
+(``allow_redirects=False``: a redirect would carry the token elsewhere); a 3xx counts as a failure. Proxies
+come from the environment (``HTTP(S)_PROXY``, ``NO_PROXY``: aiohttp's ``trust_env``); cookies are not kept.
+
+Retries: the project's one retry loop (:func:`controller.retry.with_retries`) with :data:`controller.retry.WEBHOOK`
+(3 attempts, waits of 1 s then 2 s; a ``Retry-After`` is honoured up to 5 s). What is retried is said by the error's
+type: a 5xx, a 429, a timeout, a connection error or a Secret that cannot be read for now raise
+:class:`WebhookTemporaryError` (retried); a 4xx, a 3xx or a missing token raise :class:`WebhookPermanentError` (fails
+at once). Notifications never block nor fail the actuator: :meth:`Notifier.__call__` only starts a background task
+and returns; at most ``concurrency`` deliveries run at once, and beyond ``max_pending`` outstanding ones a new one is
+dropped (logged, counted failed).
 
 Counters: :attr:`Notifier.sent` and :attr:`Notifier.failed` (one per webhook delivery), exported on ``/metrics``
 as ``vigil_notifications_total{outcome="sent"|"failed"}``. Logs never carry a token nor a webhook's path or
@@ -40,59 +49,69 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
-import http.client
 import logging
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import msgspec
 
 from controller.actuators.kubernetes.api import KubeApi
-from controller.actuators.kubernetes.errors import KubeError, NotFoundError, TemporaryError
+from controller.actuators.kubernetes.errors import KubeError, NotFoundError
+from controller.actuators.kubernetes.errors import TemporaryError as KubeTemporaryError
 from controller.actuators.kubernetes.status import evidence_json
 from controller.config import Notification, Rollout, SecretRef
 from controller.contracts.decisions import Decision
+from controller.errors import PermanentError, TemporaryError, VigilError
+from controller.retry import WEBHOOK, RetryPolicy, retry_after, with_retries
 
-__all__ = ["Notifier", "Send", "payload", "urllib_send"]
+__all__ = ["Notifier", "WebhookError", "WebhookPermanentError", "WebhookTemporaryError", "check_status", "payload",
+           "where"]
 
 log = logging.getLogger("vigil.notify")
 
-Send = Callable[[str, bytes, Mapping[str, str], float], int]
-"""A blocking HTTP POST ``(url, body, headers, timeout) -> status``; raises ``OSError`` (or an
-``http.client.HTTPException``) when no answer came. Run in a worker thread."""
-
-_RETRY_STATUS = frozenset({429})
+_READ_LIMIT = 64 * 1024
+"""Bytes of a webhook's answer read (and dropped): enough for any acknowledgement, bounded against a huge one."""
 _RBAC_HINT = ("the controller may not read Secrets: enable the Helm value rbac.readNotificationSecrets=true "
               "(or grant its service account get on secrets in this namespace)")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Answers 3xx as they are: following one would send the body and the token to another URL."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
-        return None
+class WebhookError(VigilError):
+    """A notification that did not reach its webhook; the message never holds the token, the path or the query."""
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class WebhookTemporaryError(WebhookError, TemporaryError):
+    """A 5xx or 429, a timeout, a connection error, a token Secret that cannot be read for now: try again."""
 
 
-def urllib_send(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
-    """POST ``body`` to ``url`` with ``urllib.request``; the HTTP status, also for an error status."""
-    req = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with _opener.open(req, timeout=timeout) as resp:
-            resp.read(64 * 1024)  # the answer is not used; reading some lets the connection close cleanly
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        with contextlib.suppress(Exception):
-            exc.close()
-        return int(exc.code)
+class WebhookPermanentError(WebhookError, PermanentError):
+    """A 4xx, a redirect (never followed), no usable token: the same request would meet the same answer."""
+
+
+def check_status(status: int, retry_after: float | None = None) -> None:
+    """Nothing for a 2xx; otherwise the error saying whether to try again.
+
+    >>> check_status(204)
+    >>> for status in (503, 429, 307, 400):
+    ...     try:
+    ...         check_status(status)
+    ...     except WebhookError as exc:
+    ...         print(type(exc).__name__, exc)
+    WebhookTemporaryError HTTP 503
+    WebhookTemporaryError HTTP 429
+    WebhookPermanentError HTTP 307: a redirect, not followed
+    WebhookPermanentError HTTP 400 (not retried)
+    """
+    if 200 <= status < 300:
+        return
+    if status == 429 or status >= 500:
+        raise WebhookTemporaryError(f"HTTP {status}", retry_after=retry_after)
+    if 300 <= status < 400:
+        raise WebhookPermanentError(f"HTTP {status}: a redirect, not followed")
+    raise WebhookPermanentError(f"HTTP {status} (not retried)")
 
 
 def where(url: str) -> str:
@@ -122,41 +141,34 @@ def decision_id(d: Decision) -> str:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
-class _Undeliverable(Exception):
-    """The notification cannot be sent as configured; retrying will not help."""
-
-
-class _Retryable(Exception):
-    """This attempt failed; a later one may succeed."""
-
-
 class Notifier:
     """Sends decisions to the rollouts' webhooks in the background; call it as the actuator's ``notify``.
 
     ``rollout_of(agent)`` gives the agent's current rollout; ``client`` (a ``kubernetes.client.ApiClient``) reads
-    the webhooks' Secrets, None when there is no cluster (a ``secretRef`` then fails). ``send`` and ``sleep`` are
-    injectable for tests.
+    the webhooks' Secrets, None when there is no cluster (a ``secretRef`` then fails). ``timeout`` bounds each
+    attempt (``aiohttp.ClientTimeout(total=...)``), ``retry`` is the policy of the attempts, ``sleep`` their
+    clock (a fake one in tests). :meth:`aclose` closes the HTTP client; the notifier then sends nothing more.
     """
 
     def __init__(self, rollout_of: Callable[[str], Rollout | None], client: Any = None, *,
-                 default_namespace: str = "default", send: Send = urllib_send,
+                 default_namespace: str = "default", retry: RetryPolicy = WEBHOOK,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-                 timeout: float = 5.0, attempts: int = 3, backoff: float = 1.0, concurrency: int = 4,
-                 max_pending: int = 256, secret_ttl: float = 60.0) -> None:
+                 timeout: float = 5.0, concurrency: int = 4, max_pending: int = 256, secret_ttl: float = 60.0) -> None:
         self.rollout_of = rollout_of
         self.api = KubeApi(client, request_timeout=(timeout, timeout)) if client is not None else None
         self.default_namespace = default_namespace
-        self.send = send
+        self.retry = retry
         self.sleep = sleep
         self.clock = clock
-        self.timeout = timeout
-        self.attempts = max(1, attempts)
-        self.backoff = backoff
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.concurrency = concurrency
         self.max_pending = max_pending
         self.secret_ttl = secret_ttl
         self._slots = asyncio.Semaphore(concurrency)
         self._tokens: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._closed = False
         self.sent = 0
         """Notifications a webhook accepted (2xx)."""
         self.failed = 0
@@ -165,6 +177,11 @@ class Notifier:
     @property
     def pending(self) -> int:
         return len(self._tasks)
+
+    @property
+    def closed(self) -> bool:
+        """:meth:`aclose` has run: the HTTP client is closed and new notifications are dropped."""
+        return self._closed
 
     def __call__(self, d: Decision, applied: bool, error: str | None) -> None:
         """Start sending ``d`` to every webhook of its rollout that lists ``d.action``; returns at once.
@@ -179,10 +196,10 @@ class Notifier:
         ident = decision_id(d)
         loop = asyncio.get_running_loop()
         for hook in hooks:
-            if len(self._tasks) >= self.max_pending:
+            if self._closed or len(self._tasks) >= self.max_pending:
                 self.failed += 1
-                log.error("dropped the %s notification of %s to %s: %d notifications already pending",
-                          d.action, d.agent, where(hook.webhook), len(self._tasks))
+                why = "the notifier is closed" if self._closed else f"{len(self._tasks)} notifications already pending"
+                log.error("dropped the %s notification of %s to %s: %s", d.action, d.agent, where(hook.webhook), why)
                 continue
             task = loop.create_task(self._deliver(hook, namespace, body, ident, f"{d.action} of {d.agent}"),
                                     name=f"vigil-notify-{d.agent}")
@@ -200,15 +217,27 @@ class Notifier:
         return True
 
     async def aclose(self, grace: float = 2.0) -> None:
-        """Give pending notifications ``grace`` seconds, then cancel the rest (counted failed)."""
-        if await self.join(grace):
-            return
-        tasks = set(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks:
-            log.warning("%d notification(s) cancelled at shutdown", len(tasks))
+        """Give pending notifications ``grace`` seconds, cancel the rest (counted failed), close the HTTP client."""
+        self._closed = True
+        try:
+            if not await self.join(grace):
+                tasks = set(self._tasks)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                log.warning("%d notification(s) cancelled at shutdown", len(tasks))
+        finally:
+            http, self._http = self._http, None
+            if http is not None:
+                await http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The one HTTP client, made at the first send on the running loop (aiohttp binds a session to it)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency), timeout=self.timeout,
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=True)
+        return self._http
 
     async def _deliver(self, hook: Notification, namespace: str, body: bytes, ident: str, what: str) -> None:
         ok = False
@@ -227,37 +256,43 @@ class Notifier:
 
     async def _attempts(self, hook: Notification, namespace: str, body: bytes, ident: str, what: str) -> bool:
         dest = where(hook.webhook)
-        why = ""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                headers = {"Content-Type": "application/json", "User-Agent": "vigil", "X-Vigil-Decision-Id": ident}
-                if hook.secret_ref is not None:
-                    headers["Authorization"] = f"Bearer {await self._token(hook.secret_ref, namespace)}"
-                status = await self._post(hook.webhook, body, headers)
-                if 200 <= status < 300:
-                    log.info("sent the %s notification to %s (HTTP %d)", what, dest, status)
-                    return True
-                if status < 500 and status not in _RETRY_STATUS:
-                    raise _Undeliverable(f"HTTP {status} (not retried)")
-                raise _Retryable(f"HTTP {status}")
-            except _Undeliverable as exc:
-                log.error("notification of %s to %s not sent: %s", what, dest, exc)
-                return False
-            except _Retryable as exc:
-                why = str(exc)
-            if attempt < self.attempts:
-                delay = self.backoff * 2 ** (attempt - 1)
-                log.warning("notification of %s to %s failed (%s), attempt %d of %d; retrying in %g s",
-                            what, dest, why, attempt, self.attempts, delay)
-                await self.sleep(delay)
-        log.error("notification of %s to %s not sent: %s after %d attempts", what, dest, why, self.attempts)
-        return False
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        async def attempt() -> int:
+            headers = {"Content-Type": "application/json", "User-Agent": "vigil", "X-Vigil-Decision-Id": ident}
+            if hook.secret_ref is not None:
+                headers["Authorization"] = f"Bearer {await self._token(hook.secret_ref, namespace)}"
+            return await self._post(hook.webhook, body, headers)
+
+        def retrying(retry: int, exc: TemporaryError, delay: float) -> None:
+            log.warning("notification of %s to %s failed (%s), attempt %d of %s; retrying in %g s",
+                        what, dest, exc.message, retry, self.retry.attempts or "unlimited", delay)
+
         try:
-            return await asyncio.to_thread(self.send, url, body, headers, self.timeout)
-        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused, reset
-            raise _Retryable(f"no answer: {_reason(exc)}") from exc
+            status = await with_retries(attempt, self.retry, self.sleep, on_retry=retrying)
+        except (TemporaryError, PermanentError) as exc:  # temporary: the attempts are used up
+            log.error("notification of %s to %s not sent: %s", what, dest, exc.message)
+            return False
+        log.info("sent the %s notification to %s (HTTP %d)", what, dest, status)
+        return True
+
+    async def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """One POST on the shared session: the 2xx status, or the error saying whether to try again."""
+        try:
+            async with self._session().post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                await resp.content.read(_READ_LIMIT)  # unused: read so that the connection can be reused
+                status, wait = resp.status, retry_after(resp.headers.get("Retry-After"))
+        except aiohttp.InvalidURL as exc:  # its text is the URL itself
+            raise WebhookPermanentError(f"not a valid webhook URL ({type(exc).__name__})") from exc
+        except aiohttp.NonHttpUrlClientError as exc:
+            raise WebhookPermanentError("not an http(s) URL") from exc
+        except TimeoutError as exc:
+            raise WebhookTemporaryError(f"no answer within {self.timeout.total:g} s") from exc
+        except (aiohttp.ClientError, OSError) as exc:  # refused, reset, DNS, TLS, a proxy's refusal
+            raise WebhookTemporaryError(f"no answer: {_reason(exc, url)}") from exc
+        except ValueError as exc:  # e.g. credentials in the URL as well as a secretRef's token
+            raise WebhookPermanentError(f"cannot POST there: {_reason(exc, url)}") from exc
+        check_status(status, wait)
+        return status
 
     async def _token(self, ref: SecretRef, namespace: str) -> str:
         key = (namespace, ref.name, ref.key)
@@ -267,29 +302,35 @@ class Notifier:
             return cached[1]
         name = f"Secret {namespace}/{ref.name}"
         if self.api is None:
-            raise _Undeliverable(f"no Kubernetes client to read {name} (secretRef) with")
+            raise WebhookPermanentError(f"no Kubernetes client to read {name} (secretRef) with")
         try:
             obj = await self.api.get_secret(namespace, ref.name)
         except NotFoundError as exc:
-            raise _Undeliverable(f"{name} (secretRef) not found: {exc.message}") from exc
-        except TemporaryError as exc:
-            raise _Retryable(f"cannot read {name} now: {exc.message}") from exc
+            raise WebhookPermanentError(f"{name} (secretRef) not found: {exc.message}") from exc
+        except KubeTemporaryError as exc:
+            raise WebhookTemporaryError(f"cannot read {name} now: {exc.message}",
+                                        retry_after=exc.retry_after) from exc
         except KubeError as exc:
             hint = f"; {_RBAC_HINT}" if exc.status in (401, 403) else ""
-            raise _Undeliverable(f"cannot read {name} (secretRef): {exc.message}{hint}") from exc
+            raise WebhookPermanentError(f"cannot read {name} (secretRef): {exc.message}{hint}") from exc
         raw = (obj.get("data") or {}).get(ref.key)
         if raw is None:
-            raise _Undeliverable(f"{name} has no key {ref.key!r} (secretRef.key)")
+            raise WebhookPermanentError(f"{name} has no key {ref.key!r} (secretRef.key)")
         try:
             token = base64.b64decode(raw, validate=True).decode("utf-8").strip()
         except (binascii.Error, UnicodeDecodeError, TypeError) as exc:
-            raise _Undeliverable(f"{name} key {ref.key!r} is not base64-encoded UTF-8 text") from exc
+            raise WebhookPermanentError(f"{name} key {ref.key!r} is not base64-encoded UTF-8 text") from exc
         if not token or any(c in token for c in "\r\n\0"):
-            raise _Undeliverable(f"{name} key {ref.key!r} is empty or spans several lines: not a bearer token")
+            raise WebhookPermanentError(f"{name} key {ref.key!r} is empty or spans several lines: not a bearer token")
         self._tokens[key] = (now, token)
         return token
 
 
-def _reason(exc: BaseException) -> str:
-    inner = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    return f"{type(inner).__name__}: {inner}" if str(inner) else type(inner).__name__
+def _reason(exc: BaseException, url: str) -> str:
+    """``exc`` named by its type and text, the text left out when it holds the URL's path, query or credentials."""
+    p = urllib.parse.urlsplit(url)
+    secrets = [s for s in (p.path if len(p.path) > 1 else "", p.query, p.username, p.password) if s]
+    text = str(exc)
+    if any(s in text for s in secrets):
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

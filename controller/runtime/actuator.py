@@ -6,7 +6,11 @@ Lease reads that topic in its own consumer group (``<group>.actuator``) and carr
 cluster, committing its offset only once it has landed, or has failed for good (the AgentRollout's status
 and an Event then say so). A leader that dies or loses the Lease mid-rollback leaves the offset
 uncommitted, and the next leader carries the same decision out again: actions are idempotent (weights set
-to a value, a template restored), so a repeat is harmless and a rollback is never lost.
+to a value, a template restored), so a repeat is harmless and a rollback is never lost. A decision whose
+writes fail for now (a :class:`~controller.errors.TemporaryError`: conflicts, 5xx, timeouts, each call having
+already retried itself) is retried whole through the project's one retry loop (:mod:`controller.retry`, policy
+``ActuatorSettings.retry``), by default until it lands or leadership ends; a
+:class:`~controller.errors.PermanentError` fails it for good at once.
 
 The rollback policy is enforced here, where the cluster is touched: within ``cooldown`` of the last
 rollback of an agent, or after ``maxActions`` rollbacks of its resource, a rollback is reported as an alert
@@ -34,14 +38,21 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from controller.actuators.kubernetes.errors import KubeError, PermanentError
+from controller.actuators.kubernetes.errors import KubeError
 from controller.actuators.kubernetes.target import KubeTarget
 from controller.config import Rollout
 from controller.contracts.decisions import Decision, decode, seconds
+from controller.errors import PermanentError, TemporaryError
+from controller.retry import DECISION, RetryPolicy, with_retries
 
 __all__ = ["Actuator", "ActuatorSettings", "target_of"]
 
 log = logging.getLogger("vigil.actuator")
+
+
+class _NotLeading(Exception):
+    """Raised before a try when the run has stopped or this replica no longer leads: the decision is left
+    (uncommitted) to the next leader. Not an error, so never retried."""
 
 
 def target_of(rollout: Rollout, default_namespace: str = "default") -> KubeTarget:
@@ -52,7 +63,7 @@ def target_of(rollout: Rollout, default_namespace: str = "default") -> KubeTarge
         stable_version=rollout.stable.version, canary_version=rollout.canary.version,
         stable_deployment=rollout.stable.deployment, canary_deployment=rollout.canary.deployment,
         stable_service=rollout.stable.service, canary_service=rollout.canary.service,
-        router=rollout.traffic.router,  # type: ignore[arg-type]
+        router=rollout.traffic.router,
         route_name=rollout.traffic.name, istio_route=rollout.traffic.route,
         total_replicas=rollout.traffic.replicas, scale_canary_to_zero=rollout.rollback.scale_canary_to_zero)
 
@@ -69,10 +80,10 @@ class ActuatorSettings:
     """Consumer session timeout."""
     options: dict[str, Any] = field(default_factory=dict)
     """aiokafka security keyword arguments (see ``PipelineSettings.client_options``)."""
-    retry_initial: float = 1.0
-    """Seconds before the first retry of a decision whose writes failed for now."""
-    retry_max: float = 30.0
-    """Longest wait between two retries of one decision (it is retried until it lands or leadership ends)."""
+    retry: RetryPolicy = DECISION
+    """How a decision whose writes failed for now is retried (the project's one retry loop): by default until it
+    lands or leadership ends, waiting 1 s, doubling up to 30 s. A policy with a bounded number of attempts gives
+    the decision up once they are used: it then fails for good (counted, notified, its offset committed)."""
 
 
 class Actuator:
@@ -132,34 +143,37 @@ class Actuator:
                 log.warning("no rollback history for %s (%s); counting from now", d.agent, exc)
                 self.rollbacks[d.agent] = (0, None)
         d = self.guard(d)
-        delay = self.settings.retry_initial
-        while True:
+
+        async def attempt() -> None:
             if stop.is_set() or not self.is_leader():
-                return False
-            try:
-                await self.apply(d)
-            except PermanentError as exc:
-                self.failed += 1
-                log.error("cannot carry out %s of %s (%s): %s", d.action, d.agent, d.version, exc)
-                self._notify(d, False, exc.message)
-                return True
-            except KubeError as exc:  # temporary: conflicts, 5xx, timeouts
-                log.warning("%s of %s not applied yet, retrying in %.0f s: %s", d.action, d.agent, delay, exc)
-                await self.sleep(delay)
-                delay = min(self.settings.retry_max, 2 * delay)
-                continue
-            except Exception as exc:  # a bug must not stop the stream: report it and go on with the next decision
-                self.failed += 1
-                log.exception("unexpected error carrying out %s of %s", d.action, d.agent)
-                self._notify(d, False, f"unexpected error: {type(exc).__name__}")
-                return True
-            if d.action == "rollback":
-                count, last = self.rollbacks.get(d.agent, (0, None))
-                t = seconds(d.time)
-                self.rollbacks[d.agent] = (count + (last != t), t)
-            self.applied += 1
-            self._notify(d, True, None)
+                raise _NotLeading
+            await self.apply(d)
+
+        def retrying(retry: int, exc: TemporaryError, delay: float) -> None:  # conflicts, 5xx, timeouts
+            log.warning("%s of %s not applied yet (attempt %d), retrying in %.0f s: %s", d.action, d.agent, retry,
+                        delay, exc)
+
+        try:
+            await with_retries(attempt, self.settings.retry, self.sleep, on_retry=retrying)
+        except _NotLeading:
+            return False
+        except (PermanentError, TemporaryError) as exc:  # temporary: a bounded policy's attempts are used up
+            self.failed += 1
+            log.error("cannot carry out %s of %s (%s): %s", d.action, d.agent, d.version, exc)
+            self._notify(d, False, exc.message)
             return True
+        except Exception as exc:  # a bug must not stop the stream: report it and go on with the next decision
+            self.failed += 1
+            log.exception("unexpected error carrying out %s of %s", d.action, d.agent)
+            self._notify(d, False, f"unexpected error: {type(exc).__name__}")
+            return True
+        if d.action == "rollback":
+            count, last = self.rollbacks.get(d.agent, (0, None))
+            t = seconds(d.time)
+            self.rollbacks[d.agent] = (count + (last != t), t)
+        self.applied += 1
+        self._notify(d, True, None)
+        return True
 
     def _notify(self, d: Decision, applied: bool, error: str | None) -> None:
         if self.notify is None:

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from controller.actuators.protocol import ClusterBackend, apply_decision
 from controller.config import Rollout
-from controller.contracts.decisions import Decision, encode
+from controller.contracts import checkpoint
+from controller.contracts.decisions import Decision, encode, log_fields
 from controller.contracts.events import InvalidEvent, decode_record
 from controller.engine.core import Engine
 from controller.engine.verdict import published
@@ -123,18 +123,20 @@ class PipelineStats:
     checkpoints: int = 0
     verdicts: int = 0
     restored_agents: int = 0
+    checkpoints_unreadable: int = 0
     ingest_batches: int = 0
     last_event_time: float = 0.0
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
-    """A checkpoint on the wire: msgpack, zlib-compressed (open buckets of a backlog can be large)."""
-    return zlib.compress(msgspec.msgpack.encode(state), 1)
+    """One agent's engine state as a versioned checkpoint (:mod:`controller.contracts.checkpoint`)."""
+    return checkpoint.encode(checkpoint.Checkpoint(agent=state["agent"], window=state["window"],
+                                                   analysis=state["analysis"], policy=state["policy"]))
 
 
 def decode_state(raw: bytes) -> dict[str, Any]:
-    state: dict[str, Any] = msgspec.msgpack.decode(zlib.decompress(raw))
-    return state
+    """The engine state of a checkpoint, migrated from an older version; CheckpointError when unreadable."""
+    return checkpoint.decode(raw).state()
 
 
 def _consumer(settings: PipelineSettings, group: str, *topics: str) -> AIOKafkaConsumer:
@@ -344,9 +346,19 @@ class StateStage:
         finally:
             await reader.stop()
         for key, (partition, raw) in latest.items():
-            agent = key.decode()
+            agent = key.decode(errors="replace")
+            try:
+                state = decode_state(raw)
+            except checkpoint.NewerCheckpointError:
+                raise  # a downgrade: stop rather than misread or drop the rollouts' state
+            except checkpoint.CheckpointError as exc:
+                # not a checkpoint (written by something else): the agent starts afresh; nothing else can read it
+                self.stats.checkpoints_unreadable += 1
+                log.error("unreadable checkpoint of agent %r in %s/%d: %s", agent, s.changelog_topic, partition,
+                          exc, extra={"agent": agent, "topic": s.changelog_topic, "partition": partition})
+                continue
             self.engine.agents.pop(agent, None)
-            self.engine.load_agent(decode_state(raw))
+            self.engine.load_agent(state)
             self.partition_of[agent] = partition
             self._verdicts.pop(agent, None)
             self._verdict_due.add(agent)
@@ -417,7 +429,8 @@ class StateStage:
             result = self.on_decision(decision)
             if asyncio.iscoroutine(result):
                 await result
-        log.info("decision %s %s %s: %s", decision.agent, decision.action, decision.version, decision.reason)
+        log.info("decision %s %s %s: %s", decision.agent, decision.action, decision.version, decision.reason,
+                 extra=log_fields(decision, st.rollout.name if st is not None else None))
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings

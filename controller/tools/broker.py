@@ -12,10 +12,12 @@ import subprocess
 import time
 from types import TracebackType
 
+from controller.errors import VigilError
+
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port"]
 
 
-class BrokerError(RuntimeError):
+class BrokerError(VigilError, RuntimeError):
     """The embedded broker could not be started."""
 
 

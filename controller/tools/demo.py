@@ -92,7 +92,8 @@ async def run_demo(fault: bool = True, rate: float = 80.0, seed: int = 7, timeou
         run = asyncio.create_task(worker.run())
         while not worker.is_ready():
             if run.done():
-                return run.result() and 1  # the worker failed to start: its exception surfaces here
+                run.result()  # the worker failed to start: its exception surfaces here
+                return 1
             await asyncio.sleep(0.1)
         if worker.http is not None:
             print(f"  metrics: http://127.0.0.1:{worker.http.port}/metrics   decisions: "

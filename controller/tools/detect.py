@@ -27,6 +27,8 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from controller.errors import VigilError
+
 __all__ = ["DEFAULT_DETECTOR", "DetectError", "Series", "change_detectors", "detect", "make_detector",
            "read_series", "register", "run"]
 
@@ -35,7 +37,7 @@ __all__ = ["DEFAULT_DETECTOR", "DetectError", "Series", "change_detectors", "det
 DEFAULT_DETECTOR = "robust_shift"
 
 
-class DetectError(ValueError):
+class DetectError(VigilError, ValueError):
     """Bad input: a message naming the file, column, line or detector."""
 
 

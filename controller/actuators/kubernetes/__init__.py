@@ -1,10 +1,10 @@
 """The Kubernetes backend: vigil's decisions carried out on a cluster, behind the same
 :class:`~controller.actuators.protocol.ClusterBackend` interface as the in-memory cluster.
 
-Modules: ``errors`` (what can fail and whether to retry), ``retry`` (bounded backoff), ``target`` (where one
-rollout lives), ``api`` (the client calls, off the event loop), ``routers`` (HTTPRoute, VirtualService,
-replica ratio), ``rollback``, ``status`` (the AgentRollout status and Events), ``backend``, and ``lease``
-(leader election among the controller's replicas).
+Modules: ``errors`` (what can fail and whether to retry), ``retry`` (the API server's retry policy),
+``target`` (where one rollout lives), ``api`` (the client calls, off the event loop), ``routers`` (HTTPRoute,
+VirtualService, replica ratio), ``rollback``, ``status`` (the AgentRollout status and Events), ``backend``, and
+``lease`` (leader election among the controller's replicas).
 """
 
 from controller.actuators.kubernetes.backend import KubernetesCluster

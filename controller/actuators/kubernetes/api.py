@@ -18,13 +18,14 @@ import kubernetes
 
 from controller.actuators.kubernetes.errors import translate
 
-__all__ = ["AGENTROLLOUT", "MERGE_PATCH", "KubeApi", "Obj", "Timeout", "api_client", "with_version"]
+__all__ = ["AGENTROLLOUT", "MERGE_PATCH", "ApiClient", "KubeApi", "Obj", "Timeout", "api_client", "with_version"]
 
 MERGE_PATCH = "application/merge-patch+json"
 AGENTROLLOUT = ("vigil.dev", "v1alpha1", "agentrollouts")
 """Group, version and plural of the AgentRollout custom resource."""
 
 Obj = dict[str, Any]
+ApiClient = kubernetes.client.ApiClient
 Timeout = float | tuple[float, float]
 
 
@@ -36,8 +37,10 @@ def api_client(api_url: str | None = None, kubeconfig: str | None = None) -> kub
         cfg.host = api_url
         return kubernetes.client.ApiClient(cfg)
     if kubeconfig:
-        return kubernetes.config.new_client_from_config(config_file=kubeconfig)
-    kubernetes.config.load_incluster_config()
+        client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig)
+        return client
+    kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     return kubernetes.client.ApiClient()
 
 

@@ -31,7 +31,7 @@ from controller.actuators.kubernetes.errors import (
     PermanentError,
     TemporaryError,
 )
-from controller.actuators.kubernetes.retry import Retrier, RetryPolicy, Sleep
+from controller.actuators.kubernetes.retry import KUBE, Retrier, RetryPolicy, Sleep
 from controller.actuators.kubernetes.rollback import merge_diff, rollback
 from controller.actuators.kubernetes.routers import TrafficRouter, make_router, split_percent
 from controller.actuators.kubernetes.status import RollbackState, build_status, event_body, rfc3339
@@ -43,15 +43,13 @@ __all__ = ["KubernetesCluster"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY = RetryPolicy()
-
 
 class KubernetesCluster:
     """Carries decisions out on Kubernetes, for the rollouts ``targets`` describes (agent -> target)."""
 
     def __init__(self, client: kubernetes.client.ApiClient,
                  targets: Mapping[str, KubeTarget] | Callable[[str], KubeTarget], *,
-                 policy: RetryPolicy = DEFAULT_POLICY, sleep: Sleep = asyncio.sleep,
+                 policy: RetryPolicy = KUBE, sleep: Sleep = asyncio.sleep,
                  request_timeout: Timeout = (5.0, 30.0), clock: Callable[[], float] = time.time,
                  instance: str | None = None, field_manager: str = "vigil") -> None:
         self.api = KubeApi(client, request_timeout, field_manager)

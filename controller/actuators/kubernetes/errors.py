@@ -8,6 +8,12 @@
     └── PermanentError         any other 4xx, or a cluster that cannot carry the action: do not retry
         └── NotFoundError      404: the object (or its resource type) is not there
 
+This is the Kubernetes branch of the project's one error tree (:mod:`controller.errors`): ``KubeError`` is a
+``VigilError``, and ``TemporaryError`` and ``PermanentError`` here are also the project's
+:class:`controller.errors.TemporaryError` and :class:`controller.errors.PermanentError`, so the one retry loop
+(:mod:`controller.retry`) retries exactly the temporary ones, and code outside this package (the actuator, the
+webhooks) catches the project's classes without importing this module.
+
 :func:`translate` maps what the official client raises (``ApiException`` and urllib3's errors) onto this
 tree; the rest of ``controller.actuators.kubernetes`` only ever catches these classes.
 """
@@ -19,16 +25,18 @@ import json
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
+from controller import errors
+from controller.retry import retry_after
+
 __all__ = ["ConflictError", "KubeError", "NotFoundError", "PermanentError", "TemporaryError", "translate"]
 
 
-class KubeError(Exception):
+class KubeError(errors.VigilError):
     """A failed call to the API server (or an action the cluster cannot carry out)."""
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None,
                  retry_after: float | None = None, attempts: int = 1) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status
         """HTTP status, when the server answered."""
         self.reason = reason
@@ -39,7 +47,7 @@ class KubeError(Exception):
         """Tries made before this error was raised (more than 1 once retries are exhausted)."""
 
 
-class TemporaryError(KubeError):
+class TemporaryError(KubeError, errors.TemporaryError):
     """The same call may well succeed later: retry it with backoff."""
 
 
@@ -47,7 +55,7 @@ class ConflictError(TemporaryError):
     """409: the object changed since it was read (stale ``resourceVersion``); re-read it and re-apply."""
 
 
-class PermanentError(KubeError):
+class PermanentError(KubeError, errors.PermanentError):
     """Retrying the same call will fail the same way (forbidden, invalid, missing, misconfigured)."""
 
 
@@ -67,11 +75,7 @@ def _status_body(exc: ApiException) -> tuple[str | None, str | None]:
 
 
 def _retry_after(exc: ApiException) -> float | None:
-    value = (exc.headers or {}).get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # an HTTP date: rare from the API server, and the backoff covers it
-        return None
+    return retry_after((exc.headers or {}).get("Retry-After"))
 
 
 def translate(exc: BaseException) -> KubeError | None:

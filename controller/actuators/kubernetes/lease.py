@@ -406,7 +406,7 @@ class LeaderElection:
             auth_settings=["BearerToken"])
         # bounded, so that a thread left behind by a cancelled call does not linger
         response = api.call_api(*request, _request_timeout=s.renew_deadline)
-        response.read()
+        response.read()  # type: ignore[no-untyped-call]  # urllib3's response is untyped
         text = response.data.decode("utf-8", errors="replace") if response.data else ""
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=text, data=None)

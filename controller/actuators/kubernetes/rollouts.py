@@ -28,6 +28,7 @@ log = logging.getLogger("vigil.rollouts")
 def _list_blocking(client: kubernetes.client.ApiClient, namespace: str | None) -> list[dict[str, Any]]:
     api = kubernetes.client.CustomObjectsApi(client)
     group, version, plural = AGENTROLLOUT
+    out: object
     try:
         if namespace:
             out = api.list_namespaced_custom_object(group, version, namespace, plural, _request_timeout=30)
@@ -38,7 +39,7 @@ def _list_blocking(client: kubernetes.client.ApiClient, namespace: str | None) -
         if mapped is None:
             raise
         raise mapped from exc
-    return list(out.get("items") or [])
+    return list(out.get("items") or []) if isinstance(out, dict) else []
 
 
 async def list_rollouts(client: kubernetes.client.ApiClient, namespace: str | None = None) -> list[Rollout]:

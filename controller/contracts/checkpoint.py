@@ -1,0 +1,100 @@
+"""Checkpoints: one agent's engine state as the changelog topic (``<group>.state``) carries it.
+
+A checkpoint is msgpack, zlib-compressed, with a schema version (:data:`VERSION`). Reading one is strict,
+so a checkpoint is read as what it is or refused with a clear message, never misread:
+
+* the current version is decoded into :class:`Checkpoint` (unknown fields refused, types checked);
+* an older version is migrated first (version 0: the checkpoints written before the schema had a version,
+  whose window counted ``duplicate_partials`` where it now counts ``duplicate_summaries``);
+* a newer version, written by a later vigil, is refused (:class:`CheckpointError`): downgrading a deployment
+  must not silently drop or misread the state of its rollouts;
+* bytes that are not a checkpoint at all are refused too.
+
+>>> cp = Checkpoint(agent="bot", window={"high": {}}, analysis=None, policy=None)
+>>> decode(encode(cp)) == cp
+True
+>>> decode(zlib.compress(msgspec.msgpack.encode({"version": 99, "agent": "bot"})))
+Traceback (most recent call last):
+controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (1): \
+upgrade vigil, or start this deployment on a new --group
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import msgspec
+
+from controller.errors import VigilError
+
+__all__ = ["VERSION", "Checkpoint", "CheckpointError", "NewerCheckpointError", "decode", "encode"]
+
+#: The schema version this vigil writes, and the newest it reads.
+VERSION = 1
+
+
+class CheckpointError(VigilError, ValueError):
+    """A changelog record that is not a checkpoint this vigil can read; the message says why."""
+
+
+class NewerCheckpointError(CheckpointError):
+    """A checkpoint written by a later vigil (a downgrade): refused, never read as if it were older."""
+
+
+class Checkpoint(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The state of one agent, as :meth:`controller.engine.core.Engine.agent_state` gives it."""
+
+    version: int = VERSION
+    """Schema version of the record."""
+    agent: str
+    """The agent this state belongs to (also the record's key)."""
+    window: dict[str, Any]
+    """Event-time window: open buckets, per-source progress, watermark, late and duplicate counts."""
+    analysis: dict[str, Any] | None
+    """The canary analysis (tests, thresholds, baselines); None before both versions were seen."""
+    policy: dict[str, Any] | None
+    """The rollout policy (phase, step, weights); None before both versions were seen."""
+
+    def state(self) -> dict[str, Any]:
+        """The engine's form of this checkpoint (what :meth:`~controller.engine.core.Engine.load_agent` takes)."""
+        return {"agent": self.agent, "window": self.window, "analysis": self.analysis, "policy": self.policy}
+
+
+def _v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    window = dict(doc.get("window") or {})
+    if "duplicate_partials" in window:
+        window["duplicate_summaries"] = window.pop("duplicate_partials")
+    return {**doc, "window": window, "version": 1}
+
+
+#: Migrations from each older version to the next one.
+_MIGRATIONS = {0: _v0_to_v1}
+
+
+def encode(cp: Checkpoint) -> bytes:
+    """The record's value: msgpack, zlib-compressed (the open buckets of a backlog can be large)."""
+    return zlib.compress(msgspec.msgpack.encode(cp), 1)
+
+
+def decode(raw: bytes) -> Checkpoint:
+    """The checkpoint in ``raw``, migrated to :data:`VERSION`; :class:`CheckpointError` when it cannot be."""
+    try:
+        doc = msgspec.msgpack.decode(zlib.decompress(raw))
+    except (zlib.error, msgspec.DecodeError) as exc:
+        raise CheckpointError(f"not a vigil checkpoint: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"not a vigil checkpoint: a {type(doc).__name__}, not a map")
+    version = doc.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise CheckpointError(f"checkpoint version must be a non-negative integer, got {version!r}")
+    if version > VERSION:
+        raise NewerCheckpointError(f"checkpoint version {version} is newer than this vigil reads ({VERSION}): "
+                              "upgrade vigil, or start this deployment on a new --group")
+    while version < VERSION:
+        doc = _MIGRATIONS[version](doc)
+        version = doc["version"]
+    try:
+        return msgspec.convert(doc, Checkpoint)
+    except msgspec.ValidationError as exc:
+        raise CheckpointError(f"invalid checkpoint (version {VERSION}): {exc}") from None
