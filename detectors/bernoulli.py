@@ -20,23 +20,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.blocks import (
-    BlockedTwoSampleTest,
-    Blocks,
-    Direction,
-    Floats,
-    Ints,
-    State,
-    block_sums,
-    check_direction,
-    fisher_increments,
-)
-from detectors.mixture_fisher import default_log_psi
+from detectors.blocks import Floats, Ints, fisher_increments
+from detectors.rate import RateTwoSampleTest
 
 __all__ = ["BernoulliTest"]
 
 
-class BernoulliTest(BlockedTwoSampleTest):
+class BernoulliTest(RateTwoSampleTest):
     """Anytime-valid test of a 0/1 outcome, canary against baseline, one observation at a time.
 
     Observations are grouped into label-only blocks (see :mod:`detectors.blocks`) whose 2x2 tables feed a
@@ -70,45 +60,14 @@ class BernoulliTest(BlockedTwoSampleTest):
     name = "bernoulli"
     kind = "binary"
 
-    def __init__(self, alpha: float = 0.01, direction: Direction = "increase", block: int = 5) -> None:
-        super().__init__(alpha, block)
-        self._direction = check_direction(direction)
-        self._grid = default_log_psi(self._direction)
-        self.reset()
-
-    @classmethod
-    def _unit_test_params(cls) -> dict[str, Any]:
-        return {"alpha": 0.05, "block": 2}
-
     @classmethod
     def _invalid_params(cls) -> list[tuple[dict[str, Any], str]]:
         return [({"alpha": 0.0}, "alpha"), ({"alpha": 1.5}, "alpha"), ({"direction": "up"}, "direction"),
                 ({"block": 0}, "block"), ({"block": 2.5}, "block")]
 
-    @property
-    def direction(self) -> Direction:
-        return self._direction
-
-    def params(self) -> dict[str, Any]:
-        return {"alpha": self._alpha, "direction": self._direction, "block": self._block}
-
-    def _fresh(self, n_rows: int) -> State:
-        return {"pending": np.zeros((n_rows, 2, 2)), "log_lr": np.zeros((n_rows, self._grid.size))}
-
     def _check_values(self, x: Floats) -> None:
         if not np.all((x == 0.0) | (x == 1.0)):
             raise ValueError("xs must be 0/1 outcomes")
 
-    def _increments(self, st: State, x: Floats, lab: NDArray[np.bool_],
-                    blocks: Blocks) -> tuple[Floats, Floats, Ints, Floats]:
-        feats = np.stack([np.ones_like(x), x], axis=2)
-        sums, st["pending"] = block_sums(blocks, lab, feats, st["pending"])
-        where, inc = fisher_increments(sums, blocks.closed, self._grid)
-        n_rows, g = x.shape[0], self._grid.size
-        return st["log_lr"].reshape(n_rows, 1, g), np.zeros((n_rows, 1)), where, inc
-
-    def _vars(self) -> dict[str, Any]:
-        return self._common_vars()
-
-    def _load(self, state: dict[str, Any]) -> None:
-        self._load_common(state)
+    def _block_increments(self, sums: Floats, closed: NDArray[np.bool_]) -> tuple[Ints, Floats]:
+        return fisher_increments(sums, closed, self._grid)

@@ -14,7 +14,8 @@ Here: the block rule (:func:`assign_blocks`, :class:`Blocks`) and the per block 
 (:func:`block_sums`); :class:`BlockedTwoSampleTest`, the base of the Bernoulli, Poisson, quantile-exceedance
 and categorical tests, which runs a mixture of per-block likelihood ratios on whole arrays (one stream, or
 many simulated ones at once); and the Fisher increments of blocks' 2x2 tables (:func:`fisher_tables`,
-:func:`fisher_increments`).
+:func:`fisher_increments`). The tests of one rate (Bernoulli, Poisson) share a further base,
+:class:`detectors.rate.RateTwoSampleTest`.
 """
 
 from __future__ import annotations
