@@ -48,13 +48,13 @@ from typing import Any
 import numpy as np
 
 from detectors import BernoulliCUSUM, GaussianCUSUM, PageHinkley
-from detectors.cusum import (
-    _LOW_FRACTION,
-    _LOW_QUANTILE,
-    _gaussian_threshold_est,
-    _robust_rows,
+from detectors.arl import (
+    LOW_FRACTION,
+    LOW_QUANTILE,
     bernoulli_threshold,
     gaussian_arl,
+    gaussian_threshold_est,
+    robust_rows,
     siegmund_arl,
 )
 
@@ -201,7 +201,7 @@ def replay(det: Any, w: int, mu_hat: float, sigma_hat: float, d: float, up: bool
     rl = []
     for _ in range(1000 // 100):
         z = rng.standard_normal((100, w))
-        med, scale = _robust_rows(z)
+        med, scale = robust_rows(z)
         centre = med if est_mu else z.mean(axis=1)
         at = np.full(100, mu_hat) if est_mu else centre
         warm = at[:, None] + (z - centre[:, None]) * (sigma_hat / scale)[:, None]
@@ -217,11 +217,11 @@ def warmup_study() -> list[dict[str, Any]]:
     rows = []
     for f_index, (name, cls, delta, d, up, down, est_mu) in enumerate(FAMILIES):
         for w in WARMUPS:
-            med, scale = _robust_rows(np.random.default_rng(1000 + w).standard_normal((WARMUP_DRAWS, w)))
+            med, scale = robust_rows(np.random.default_rng(1000 + w).standard_normal((WARMUP_DRAWS, w)))
             m = med if est_mu else np.zeros(WARMUP_DRAWS)
-            for rule, fraction in (("median+mean", 0.0), ("p10", _LOW_FRACTION)):
+            for rule, fraction in (("median+mean", 0.0), ("p10", LOW_FRACTION)):
                 t = time.perf_counter()
-                h = _gaussian_threshold_est(ARL, d, up, down, w, est_mu, True, fraction)
+                h = gaussian_threshold_est(ARL, d, up, down, w, est_mu, True, fraction)
                 arls = segment_arls(h, d, up, down, m, scale)
                 approx = segment_arls(h, d, up, down, m, scale, exact=False)
                 lower = arls <= np.median(arls)
@@ -232,7 +232,7 @@ def warmup_study() -> list[dict[str, Any]]:
                     "detector": name, "warmup": w, "rule": rule, "threshold": round(h, 3),
                     "conditional_arl_p1": round(float(np.quantile(arls, 0.01)), 1),
                     "conditional_arl_p5": round(float(np.quantile(arls, 0.05)), 1),
-                    "conditional_arl_p10": round(float(np.quantile(arls, _LOW_QUANTILE)), 1),
+                    "conditional_arl_p10": round(float(np.quantile(arls, LOW_QUANTILE)), 1),
                     "conditional_arl_median": round(float(np.median(arls)), 1),
                     "share_below_half_arl": round(float(np.mean(arls < ARL / 2)), 4),
                     "share_below_tenth_arl": round(float(np.mean(arls < ARL / 10)), 4),
@@ -241,7 +241,7 @@ def warmup_study() -> list[dict[str, Any]]:
                 for shift in (1.0, 2.0):
                     row[f"delay_{shift:g}_sigma"] = warmup_delays(det, w, shift, 7 * w + int(shift))
                 if rule == "p10" and w == 200:
-                    k = int(np.argsort(arls)[int(_LOW_QUANTILE * WARMUP_DRAWS)])
+                    k = int(np.argsort(arls)[int(LOW_QUANTILE * WARMUP_DRAWS)])
                     row["replay_p10_warmup"] = replay(det, w, float(med[k]), float(scale[k]), d, up, down, est_mu,
                                                       31 + f_index)
                 row["seconds"] = round(time.perf_counter() - t, 1)

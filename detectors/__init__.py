@@ -4,7 +4,8 @@ from detectors.alpha import AlphaBudget, SegmentBudget
 from detectors.bernoulli import BernoulliTest
 from detectors.bocpd import BOCPD
 from detectors.categorical import CategoricalTest
-from detectors.cusum import BernoulliCUSUM, GaussianCUSUM
+from detectors.cusum_bernoulli import BernoulliCUSUM
+from detectors.cusum_gaussian import GaussianCUSUM
 from detectors.exceedance import OrdinalExceedanceTest, QuantileExceedanceTest
 from detectors.mixture_fisher import MixtureFisherTest, fisher_log_lr
 from detectors.page_hinkley import PageHinkley

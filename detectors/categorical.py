@@ -1,6 +1,6 @@
 """Anytime-valid two-sample test of a category mix (intent, finish reason, channel), one code at a time.
 
-Observations are grouped into label-only blocks as in :mod:`detectors.bernoulli`. At a block's close each
+Observations are grouped into label-only blocks (:mod:`detectors.blocks`). At a block's close each
 category ``c`` gives a one-vs-rest 2x2 table (canary and baseline observations, how many of them are ``c``);
 if within the block canary and baseline categories are exchangeable (the null: one category distribution
 for both arms), each table is hypergeometric given its margins, and a mixture SPRT on Fisher's noncentral
@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.alpha import AlphaBudget
-from detectors.bernoulli import BlockedTwoSampleTest, Blocks, Floats, Ints, State, fisher_tables, logsumexp
+from detectors.blocks import BlockedTwoSampleTest, Blocks, Floats, Ints, State, fisher_tables, logsumexp
 from detectors.mixture_fisher import default_log_psi
 
 __all__ = ["CategoricalTest"]

@@ -1,6 +1,6 @@
 """Anytime-valid two-sample tests of a continuous or ordinal value (latency, tokens, cost; CSAT, eval scores).
 
-Observations are grouped into label-only blocks as in :mod:`detectors.bernoulli`. When a block opens, the
+Observations are grouped into label-only blocks (:mod:`detectors.blocks`). When a block opens, the
 detector fixes thresholds: quantiles (by default the median and the 90th percentile when larger values are
 harmful, the median and the 10th when smaller ones are) of the *baseline's* history up to that moment. Each
 observation of the block then gives one indicator per threshold, ``x > q`` (or ``x < q``; strict, so ties
@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.bernoulli import (
+from detectors.blocks import (
     BlockedTwoSampleTest,
     Blocks,
     Direction,

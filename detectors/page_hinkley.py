@@ -11,7 +11,7 @@ threshold ``lambda``, which implementations leave as a magic number (river: ``th
   the mean, and its statistic is a CUSUM of i.i.d. increments, whose ARL can be computed;
 * ``delta`` is in units of the noise scale ``sigma`` (given, or estimated by the MAD of a warm-up), and
   ``lambda = h * sigma / (2 delta)`` where ``h`` is the exact Gaussian CUSUM threshold for ``arl`` (see
-  :mod:`detectors.cusum`): the test with tolerance ``delta`` is the log-likelihood-ratio CUSUM for a shift of
+  (:mod:`detectors.arl`): the test with tolerance ``delta`` is the log-likelihood-ratio CUSUM for a shift of
   ``2 delta`` sigma, in the data's units.
 
 river's ``alpha`` (a forgetting factor on ``m_T``) is left out on purpose: with it ``m_T`` is no longer a
@@ -26,25 +26,15 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from detectors.arl import H_MAX, gaussian_threshold_est, robust_rows
 from detectors.base import check_positive
-from detectors.cusum import (
-    _H_MAX,
-    F64,
-    SCALE,
-    Direction,
-    _check_direction,
-    _check_warmup,
-    _Cusum,
-    _gaussian_threshold_est,
-    _q1,
-    _quantize,
-    _robust_rows,
-)
+from detectors.cusum import CUSUMDetector, Direction, check_sides, check_warmup
+from detectors.lindley import F64, SCALE, q1, quantize
 
 __all__ = ["PageHinkley"]
 
 
-class PageHinkley(_Cusum):
+class PageHinkley(CUSUMDetector):
     """Page-Hinkley test for a mean change of more than ``delta`` noise standard deviations, calibrated to ``arl``.
 
     Parameters
@@ -75,7 +65,7 @@ class PageHinkley(_Cusum):
     warm-up is independent of every later residual (it depends on the warm-up only through deviations from
     its mean), so given the estimate the increments are i.i.d. Gaussian with a wrong scale, and the segment
     (up to the next alarm) has its own, *conditional*, ARL: shorter for a low estimate, far longer for a high
-    one. The threshold is raised as for :class:`~detectors.cusum.GaussianCUSUM` with an estimated sigma,
+    one. The threshold is raised as for :class:`~detectors.cusum_gaussian.GaussianCUSUM` with an estimated sigma,
     until over in-control Gaussian warm-ups (i) at least 90 % give a conditional ARL of at least ``arl / 2``,
     (ii) at least half give one of at least ``arl``, and (iii) the mean run length (runs beyond ``10 * arl``
     counted as ``10 * arl``) is at least ``arl``. (i) binds at the default warm-up of 200: ``h`` = 9.12 nats
@@ -103,17 +93,17 @@ class PageHinkley(_Cusum):
                  warmup: int = 200, arl: float = 10_000.0) -> None:
         super().__init__(arl)
         self._delta = check_positive("delta", delta)
-        self._up, self._down = _check_direction(direction)
+        self._up, self._down = check_sides(direction)
         self._direction = direction
         self._sigma0 = None if sigma is None else check_positive("sigma", sigma)
-        self._warmup = _check_warmup(warmup, 2)
+        self._warmup = check_warmup(warmup, 2)
         if self._delta > 32.0:
             raise ValueError(f"delta must be at most 32 (sigma), got {delta!r}")
         self._w = self._warmup if sigma is None else 1
-        self._h = _gaussian_threshold_est(self._arl, 2.0 * self._delta, self._up, self._down, self._w, False,
+        self._h = gaussian_threshold_est(self._arl, 2.0 * self._delta, self._up, self._down, self._w, False,
                                           sigma is None)
-        if self._h > _H_MAX:
-            raise ValueError(f"arl={arl!r} needs a threshold above {_H_MAX} nats")
+        if self._h > H_MAX:
+            raise ValueError(f"arl={arl!r} needs a threshold above {H_MAX} nats")
         self._cu = math.ceil(2.0 * self._delta * self._delta * SCALE)  # (2 delta)**2 / 2 nats
         self._cd = self._cu + 1
         self.reset()
@@ -142,7 +132,7 @@ class PageHinkley(_Cusum):
             if self._sigma0 is None:
                 self._buf.extend(take.tolist())
         if self._t == self._w and self._sigma0 is None:
-            self._sigma_hat = float(_robust_rows(np.asarray(self._buf)[None, :])[1][0])
+            self._sigma_hat = float(robust_rows(np.asarray(self._buf)[None, :])[1][0])
         self._set_scale()
         return int(take.size)
 
@@ -170,7 +160,7 @@ class PageHinkley(_Cusum):
         r = (x - self._sum / tp) * math.sqrt(tp / (tp + 1))
         self._sum += x
         self._t = tp + 1
-        return _q1(r * self._a)
+        return q1(r * self._a)
 
     # -- read-only --------------------------------------------------------------------------------------------
     def _units(self) -> float:
@@ -231,12 +221,12 @@ class PageHinkley(_Cusum):
         if cols <= w:
             return np.full(rows, -1, dtype=np.intp)
         given = self._sigma0
-        sigma = _robust_rows(np.ascontiguousarray(x[:, :w]))[1] if given is None else np.full(rows, given)
+        sigma = robust_rows(np.ascontiguousarray(x[:, :w]))[1] if given is None else np.full(rows, given)
         a = (2.0 * self._delta / sigma * SCALE)[:, None]
         cs = np.cumsum(x, axis=1)  # cs[:, j - 1]: the sum of the first j observations
         tp = np.arange(w, cols, dtype=np.float64)
         q = np.empty((rows, cols - w), dtype=np.int64)
-        _quantize((x[:, w:] - cs[:, w - 1:cols - 1] / tp) * np.sqrt(tp / (tp + 1.0)) * a, q)
+        quantize((x[:, w:] - cs[:, w - 1:cols - 1] / tp) * np.sqrt(tp / (tp + 1.0)) * a, q)
         return self._first_alarm_rows(q, w)
 
     @classmethod

@@ -1,6 +1,6 @@
 """Anytime-valid two-sample test of a Poisson rate (tool calls, retries per conversation), one count at a time.
 
-Observations are grouped into label-only blocks as in :mod:`detectors.bernoulli`. In a closed block with
+Observations are grouped into label-only blocks (:mod:`detectors.blocks`). In a closed block with
 ``n_c`` canary and ``n_s`` baseline observations whose counts total ``K``, if the counts are independent
 Poisson with one rate for both arms (the null), the canary's total given ``K`` is Binomial(``K``,
 ``n_c / (n_c + n_s)``), whatever that rate is; under a rate ratio ``theta`` (canary over baseline) it is
@@ -22,17 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.bernoulli import (
-    BlockedTwoSampleTest,
-    Blocks,
-    Direction,
-    Floats,
-    Ints,
-    State,
-    block_sums,
-    check_direction,
-)
-from detectors.mixture_fisher import default_log_psi
+from detectors.blocks import Floats, Ints
+from detectors.rate import RateTwoSampleTest
 
 __all__ = ["PoissonRateTest", "poisson_log_lr"]
 
@@ -55,7 +46,7 @@ def poisson_log_lr(n_c: Floats, k_c: Floats, n_s: Floats, k_s: Floats, log_theta
     return out
 
 
-class PoissonRateTest(BlockedTwoSampleTest):
+class PoissonRateTest(RateTwoSampleTest):
     """Anytime-valid test of a count rate (Poisson), canary against baseline, one observation at a time.
 
     Under the null (within a block, counts independent Poisson with one rate for both arms) the probability
@@ -92,47 +83,15 @@ class PoissonRateTest(BlockedTwoSampleTest):
     name = "poisson_rate"
     kind = "count"
 
-    def __init__(self, alpha: float = 0.01, direction: Direction = "increase", block: int = 5) -> None:
-        super().__init__(alpha, block)
-        self._direction = check_direction(direction)
-        self._grid = default_log_psi(self._direction)
-        self.reset()
-
-    @classmethod
-    def _unit_test_params(cls) -> dict[str, Any]:
-        return {"alpha": 0.05, "block": 2}
-
     @classmethod
     def _invalid_params(cls) -> list[tuple[dict[str, Any], str]]:
         return [({"alpha": -0.1}, "alpha"), ({"alpha": 1.0}, "alpha"), ({"direction": "down"}, "direction"),
                 ({"block": 0}, "block")]
 
-    @property
-    def direction(self) -> Direction:
-        return self._direction
-
-    def params(self) -> dict[str, Any]:
-        return {"alpha": self._alpha, "direction": self._direction, "block": self._block}
-
-    def _fresh(self, n_rows: int) -> State:
-        return {"pending": np.zeros((n_rows, 2, 2)), "log_lr": np.zeros((n_rows, self._grid.size))}
-
     def _check_values(self, x: Floats) -> None:
         if not np.all(np.isfinite(x) & (x >= 0.0) & (x == np.floor(x))):
             raise ValueError("xs must be non-negative integer counts")
 
-    def _increments(self, st: State, x: Floats, lab: NDArray[np.bool_],
-                    blocks: Blocks) -> tuple[Floats, Floats, Ints, Floats]:
-        feats = np.stack([np.ones_like(x), x], axis=2)
-        sums, st["pending"] = block_sums(blocks, lab, feats, st["pending"])
-        closed = blocks.closed
+    def _block_increments(self, sums: Floats, closed: NDArray[np.bool_]) -> tuple[Ints, Floats]:
         t = sums[closed]
-        inc = poisson_log_lr(t[:, 1, 0], t[:, 1, 1], t[:, 0, 0], t[:, 0, 1], self._grid)
-        n_rows, g = x.shape[0], self._grid.size
-        return st["log_lr"].reshape(n_rows, 1, g), np.zeros((n_rows, 1)), np.flatnonzero(closed), inc
-
-    def _vars(self) -> dict[str, Any]:
-        return self._common_vars()
-
-    def _load(self, state: dict[str, Any]) -> None:
-        self._load_common(state)
+        return np.flatnonzero(closed), poisson_log_lr(t[:, 1, 0], t[:, 1, 1], t[:, 0, 0], t[:, 0, 1], self._grid)
