@@ -4,19 +4,26 @@ A value metric (latency, tokens, scores) is tested on the share of values beyond
 quantiles: the median and the harmful tail (p90 when larger values are harmful, p10 when smaller ones are).
 The thresholds are set from earlier buckets only, before a bucket is seen, so that every test stays an
 exact conditional test; they are refreshed when the history has grown by a tenth.
+
+The quantiles, the bins and the counts beyond them are the quantile-exceedance test's
+(:mod:`detectors.exceedance`: :func:`~detectors.exceedance.quantile_keys`,
+:func:`~detectors.exceedance.exceedances`, on the :class:`~detectors.exceedance.LogBins` of the summaries),
+so that the analysis and :class:`detectors.QuantileExceedanceTest` judge the same tables on the same values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+
+from detectors.exceedance import default_quantiles, exceedances, quantile_keys
 
 __all__ = ["QUANTILES", "Thresholds", "test_names"]
 
 #: The quantiles each value metric is tested at, by its harmful direction.
-QUANTILES = {"increase": (0.5, 0.9), "decrease": (0.5, 0.1)}
+QUANTILES: dict[str, tuple[float, ...]] = {d: tuple(default_quantiles(d)) for d in ("increase", "decrease")}
 # thresholds are set again once the history is this much larger than when they were last set
 _REFRESH = 1.1
 
@@ -32,16 +39,10 @@ def test_names(metric: str, kind: str, direction: str) -> list[str]:
     return [_name(metric, q, direction == "increase") for q in QUANTILES[direction]]
 
 
-def _quantile_bin(hist: dict[int, int], q: float) -> int:
-    bins = sorted(hist)
-    counts = np.fromiter((hist[b] for b in bins), dtype=np.int64, count=len(bins))
-    cum = np.cumsum(counts)
-    return bins[int(np.searchsorted(cum, q * cum[-1]))]
-
-
-def _beyond(hist: dict[int, int], edge: int, up: bool) -> int:
-    """Observations in bins beyond ``edge`` in the harmful direction."""
-    return sum(v for b, v in hist.items() if (b > edge if up else b < edge))
+def _histogram(hist: dict[int, int]) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.int64]]]:
+    """A histogram as arrays: its sorted bins, and their counts."""
+    bins = np.fromiter(sorted(hist), dtype=np.int64, count=len(hist))
+    return bins, np.fromiter((hist[b] for b in bins.tolist()), dtype=np.int64, count=len(hist))
 
 
 class Thresholds:
@@ -67,7 +68,9 @@ class Thresholds:
             if n < self.min_samples:
                 continue
             if m not in self.set_at or n >= _REFRESH * self.set_at[m]:
-                self.bins[m] = {q: _quantile_bin(h, q) for q in QUANTILES[self.direction(m)]}
+                qs = QUANTILES[self.direction(m)]
+                bins, counts = _histogram(h)
+                self.bins[m] = dict(zip(qs, quantile_keys(bins, counts, qs).tolist(), strict=True))
                 self.set_at[m] = n
         return self.bins
 
@@ -78,10 +81,12 @@ class Thresholds:
             hist = values.get(m)
             if not hist or (only is not None and m not in only):
                 continue
-            up = self.direction(m) == "increase"
-            n = sum(hist.values())
-            for q, edge in qs.items():
-                yield _name(m, q, up), m, n, _beyond(hist, edge, up)
+            direction: Literal["increase", "decrease"] = "increase" if self.direction(m) == "increase" else "decrease"
+            bins, counts = _histogram(hist)
+            n = int(counts.sum())
+            beyond = exceedances(bins, counts, np.fromiter(qs.values(), dtype=np.int64, count=len(qs)), direction)
+            for q, k in zip(qs, beyond.tolist(), strict=True):
+                yield _name(m, q, direction == "increase"), m, n, k
 
     def add(self, values: dict[str, dict[int, int]]) -> None:
         """Add a stable bucket's histograms to the history."""
