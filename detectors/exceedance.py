@@ -13,11 +13,16 @@ The quantile tests share ``alpha``: the statistic is the average of their mixtur
 one a martingale over the same blocks), which alarms whenever a Bonferroni split of ``alpha`` would, and
 sometimes sooner. By Ville's inequality it ever reaches ``log(1/alpha)`` with probability at most ``alpha``.
 
-The baseline history is a histogram: exact values for ordinal scores, and for real values log-spaced bins of
-a fixed relative width (as DDSketch's), one set for each sign, from 1e-9 to 1e12 in magnitude (values beyond
-fall in the end bins). Its size is bounded by the number of bins whatever the length of the watch, and a
-threshold is a bin's upper edge, so comparisons are made on bins; any threshold computed from the past is
-valid, the resolution only affects power.
+The baseline history is a histogram: exact values for ordinal scores, and for real values the log-spaced bins
+of :class:`LogBins`, of a fixed relative width (as DDSketch's), one set for each sign, from 1e-6 to 1e12 in
+magnitude (smaller magnitudes share the bin of zero, larger ones the end bins). Its size is bounded by the
+number of bins whatever the length of the watch, and a threshold is a bin, so comparisons are made on bins;
+any threshold computed from the past is valid, the resolution only affects power.
+
+The pieces are public so that vigil's controller runs the same test on its bucket summaries (whose value
+histograms are :class:`LogBins` bins, 5% wide): :class:`LogBins` (the one binning of real values),
+:func:`default_quantiles`, :func:`quantile_keys` (a history's quantile bins) and :func:`exceedances` (the
+values of a histogram beyond a threshold bin).
 """
 
 from __future__ import annotations
@@ -42,15 +47,108 @@ from detectors.blocks import (
 )
 from detectors.mixture_fisher import default_log_psi
 
-__all__ = ["OrdinalExceedanceTest", "QuantileExceedanceTest"]
+__all__ = ["LogBins", "OrdinalExceedanceTest", "QuantileExceedanceTest", "beyond", "default_quantiles",
+           "exceedances", "quantile_keys"]
 
-_TINY = 1e-9  # magnitudes below it share the bin of zero
+_ZERO = 1e-6  # magnitudes up to it share the bin of zero
 _HUGE = 1e12  # magnitudes above it share the end bins
+
+
+class LogBins:
+    """Log-spaced bins of real values, of relative width ``relative_accuracy`` (as DDSketch's).
+
+    Bin 0 holds the magnitudes up to 1e-6; bin ``k >= 1`` the values in ``[1e-6 g**(k-1), 1e-6 g**k)``
+    with ``g = (1 + a) / (1 - a)``, and bin ``-k`` their negatives; magnitudes beyond 1e12 share the end
+    bins. The bins are monotone in the value, so a threshold on bins is a threshold on values.
+    :meth:`key` bins one value, :meth:`keys` an array; they give the same bins.
+
+    >>> bins = LogBins(1 / 41)  # bins 5% wide (g = 1.05), as vigil's bucket summaries
+    >>> bins.key(0.0), bins.key(1.0) < bins.key(1.06), bins.key(-2.0) < bins.key(-1.0) < bins.key(0.0)
+    (0, True, True)
+    >>> bins.keys(np.array([-2.0, 0.0, 1.0, 1.06])).tolist() == [bins.key(x) for x in (-2.0, 0.0, 1.0, 1.06)]
+    True
+    """
+
+    def __init__(self, relative_accuracy: float) -> None:
+        a = float(relative_accuracy)
+        if not 0.0 < a < 0.5:
+            raise ValueError(f"relative_accuracy must be in (0, 0.5), got {relative_accuracy!r}")
+        self.relative_accuracy = a
+        self._step = math.log((1.0 + a) / (1.0 - a))
+        self._log_zero = math.log(_ZERO)
+        self.top = 1 + int((math.log(_HUGE) - self._log_zero) / self._step)
+        """The end bin of the positive values (``-top`` of the negative ones)."""
+
+    def key(self, x: float) -> int:
+        """The bin of one value."""
+        if x > _ZERO:
+            return min(1 + int((math.log(x) - self._log_zero) / self._step), self.top)
+        if x < -_ZERO:
+            return -min(1 + int((math.log(-x) - self._log_zero) / self._step), self.top)
+        return 0
+
+    def keys(self, x: Floats) -> Ints:
+        """The bins of an array of values."""
+        a = np.abs(x)
+        k = np.minimum(1.0 + np.floor((np.log(np.maximum(a, _ZERO)) - self._log_zero) / self._step), self.top)
+        return np.where(a > _ZERO, np.sign(x) * k, 0.0).astype(np.int64)
+
+    def value(self, key: int) -> float:
+        """A representative value of a bin (its geometric middle)."""
+        if key == 0:
+            return 0.0
+        mag = math.exp(self._log_zero + (abs(key) - 0.5) * self._step)
+        return mag if key > 0 else -mag
+
+    def edge(self, key: int) -> float:
+        """The upper edge of a bin: the values of the bins above it are at least this."""
+        if key == 0:
+            return _ZERO
+        mag = math.exp(self._log_zero + (abs(key) - (0 if key > 0 else 1)) * self._step)
+        return mag if key > 0 else -mag
+
+
+def default_quantiles(direction: Direction) -> list[float]:
+    """The baseline quantiles tested by default: the median and the harmful tail (p90, or p10)."""
+    return [0.5, 0.9] if direction == "increase" else [0.5, 0.1]
+
+
+def quantile_keys(keys: Ints, hist: Floats | Ints, quantiles: Sequence[float]) -> Ints:
+    """Lower quantiles ``(..., len(quantiles))``, as bins, of histograms ``(..., W)`` over sorted ``keys``.
+
+    The ``p`` quantile is the first bin where the cumulative count reaches ``max(ceil(p * total), 1)``.
+
+    >>> quantile_keys(np.array([1, 2, 3]), np.array([5.0, 4.0, 1.0]), [0.5, 0.9]).tolist()
+    [1, 2]
+    """
+    cdf = np.cumsum(hist, axis=-1)
+    total = cdf[..., -1]
+    out = np.empty((*hist.shape[:-1], len(quantiles)), np.int64)
+    for j, p in enumerate(quantiles):
+        target = np.maximum(np.ceil(p * total - 1e-9), 1.0)
+        out[..., j] = keys[np.argmax(cdf >= target[..., None], axis=-1)]
+    return out
+
+
+def beyond(keys: Ints, thresholds: Ints, direction: Direction) -> NDArray[np.bool_]:
+    """Whether bins lie beyond threshold bins in the harmful direction (strictly: ties never count)."""
+    out: NDArray[np.bool_] = keys > thresholds if direction == "increase" else keys < thresholds
+    return out
+
+
+def exceedances(keys: Ints, counts: Ints, thresholds: Ints, direction: Direction) -> Ints:
+    """Per threshold bin, the count of a histogram (``counts`` over ``keys``) beyond it.
+
+    >>> exceedances(np.array([1, 2, 3]), np.array([5, 4, 1]), np.array([1, 2]), "increase").tolist()
+    [5, 1]
+    """
+    out: Ints = (counts[None, :] * beyond(keys[None, :], thresholds[:, None], direction)).sum(axis=1)
+    return out
 
 
 def _check_quantiles(quantiles: Sequence[float] | None, direction: Direction) -> list[float]:
     if quantiles is None:
-        return [0.5, 0.9] if direction == "increase" else [0.5, 0.1]
+        return default_quantiles(direction)
     try:
         qs = [float(q) for q in quantiles]
     except (TypeError, ValueError):
@@ -118,12 +216,8 @@ class QuantileExceedanceTest(BlockedTwoSampleTest):
         self._direction = check_direction(direction)
         self._quantiles = _check_quantiles(quantiles, self._direction)
         self._min_history = _check_count("min_history", min_history, 1)
-        a = float(relative_accuracy)
-        if not 0.0 < a < 0.5:
-            raise ValueError(f"relative_accuracy must be in (0, 0.5), got {relative_accuracy!r}")
-        self._accuracy = a
-        self._log_gamma = math.log((1.0 + a) / (1.0 - a))
-        self._top = math.ceil(math.log(_HUGE / _TINY) / self._log_gamma)
+        self._bins = LogBins(relative_accuracy)
+        self._accuracy = self._bins.relative_accuracy
         self._grid = default_log_psi("increase")  # the indicators already point the harmful way
         self.reset()
 
@@ -163,17 +257,12 @@ class QuantileExceedanceTest(BlockedTwoSampleTest):
 
     # -- binning -----------------------------------------------------------------------------------------
     def _keys(self, x: Floats) -> Ints:
-        """Monotone integer bins: 0 around zero, ``+-k`` for magnitudes in ``(TINY g**(k-1), TINY g**k]``."""
-        a = np.abs(x)
-        k = np.clip(np.ceil(np.log(np.maximum(a, _TINY) / _TINY) / self._log_gamma), 1, self._top)
-        return np.where(a < _TINY, 0, np.sign(x) * k).astype(np.int64)
+        """Monotone integer bins (:class:`LogBins`)."""
+        return self._bins.keys(x)
 
     def _edge(self, key: int) -> float:
         """The upper edge of a bin."""
-        if key == 0:
-            return _TINY
-        mag = _TINY * math.exp(abs(key) * self._log_gamma)
-        return mag if key > 0 else -_TINY * math.exp((abs(key) - 1) * self._log_gamma)
+        return self._bins.edge(key)
 
     def _check_values(self, x: Floats) -> None:
         if not np.all(np.isfinite(x)):
@@ -188,13 +277,7 @@ class QuantileExceedanceTest(BlockedTwoSampleTest):
 
     def _thresholds(self, keys: Ints, hist: Floats) -> tuple[Ints, NDArray[np.bool_]]:
         """Lower quantiles (bins) of histograms ``(..., W)`` over ``keys``, and whether each is long enough."""
-        cdf = np.cumsum(hist, axis=-1)
-        total = cdf[..., -1]
-        out = np.empty((*hist.shape[:-1], len(self._quantiles)), np.int64)
-        for j, p in enumerate(self._quantiles):
-            target = np.maximum(np.ceil(p * total - 1e-9), 1.0)
-            out[..., j] = keys[np.argmax(cdf >= target[..., None], axis=-1)]
-        return out, total >= self._min_history
+        return quantile_keys(keys, hist, self._quantiles), hist.sum(axis=-1) >= self._min_history
 
     def _increments(self, st: State, x: Floats, lab: NDArray[np.bool_],
                     blocks: Blocks) -> tuple[Floats, Floats, Ints, Floats]:
@@ -224,7 +307,7 @@ class QuantileExceedanceTest(BlockedTwoSampleTest):
                 thr[i:j, 1:], active[i:j, 1:] = self._thresholds(keys, after[:, :-1])
             final[i:j] = after[:, -1]
         q = thr[rows[:, None], blocks.rel]  # (S, n, m): each observation's thresholds
-        ind = kx[:, :, None] > q if self._direction == "increase" else kx[:, :, None] < q
+        ind = beyond(kx[:, :, None], q, self._direction)
         feats = np.concatenate([np.ones((*x.shape, 1)), ind.astype(np.float64)], axis=2)
         sums, st["pending"] = block_sums(blocks, lab, feats, st["pending"])
         where, inc = fisher_increments(sums, blocks.closed & active, self._grid)

@@ -1,45 +1,42 @@
 """Canary analysis: every closed bucket becomes stratified 2x2 tables, one per test and channel.
 
 Rate metrics compare harmful outcomes per trial. Value metrics compare the share of values beyond the
-stable version's running quantiles (p50 and the harmful tail, p90 or p10), thresholds that are fixed
-from earlier buckets before a bucket is seen, so every test stays an exact conditional test. Tests
-share the rollout's false-alarm budget through :class:`detectors.AlphaBudget`.
+stable version's running quantiles (:mod:`controller.analysis.thresholds`). Every test is a mixture Fisher
+SPRT on the tables of :mod:`controller.analysis.strata`, at the level the rollout's alpha budget gives it
+(:mod:`controller.analysis.budget`).
 
 With ``segments`` (``channel``, ``tenant``), every pooled test also gets one test per value of each
-dimension, on that value's traffic only (``escalation_rate[tenant=acme]``, stratified by channel like the
-pooled test), so that a harm confined to one channel or tenant is not diluted by the others. Only the
-first ``max_segments`` values of a dimension are tested apart (the busiest first among those that appear
-in the same bucket); later ones are pooled into one ``other`` segment. The budget is split by a union
-bound over every test that can ever exist: the pooled tests share ``alpha * (1 - SEGMENT_SHARE)`` as
-without segments, and the segment tests ``alpha * SEGMENT_SHARE`` through :class:`detectors.SegmentBudget`
-(per pooled test and dimension a family; within it, a summable allocation over the at most
-``max_segments + 1`` values in their order of discovery). So the probability of rolling back a healthy
-canary stays at most ``alpha`` however many segment values appear, and when they appear.
+dimension (:mod:`controller.analysis.segments`), on that value's traffic only
+(``escalation_rate[tenant=acme]``, stratified by channel like the pooled test), so that a harm confined to
+one channel or tenant is not diluted by the others. The budget's union bound over every test that can ever
+exist keeps the probability of rolling back a healthy canary at most ``alpha`` however many segment values
+appear, and when they appear.
+
+This module holds :class:`CanaryAnalysis`, which ties them together: it feeds each bucket's tables to the
+tests, keeps the counts, windows, examples and evidence of each test, and its checkpoint state.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple, get_args
+from typing import Any
 
 import numpy as np
 
+from controller.analysis.budget import SEGMENT_SHARE, RolloutBudget
+from controller.analysis.segments import Segments, suffix
+from controller.analysis.strata import Counts, Table, TestKey, stratify
+from controller.analysis.thresholds import Thresholds, test_names
 from controller.config import Analysis
 from controller.contracts.decisions import Evidence
-from controller.contracts.events import Channel
-from controller.ingest.buckets import OTHER, Bucket
+from controller.ingest.buckets import Bucket
 from controller.ingest.catalog import CATALOG, spec_for
 from detectors import AlphaBudget, MixtureFisherTest, SegmentBudget, fisher_log_lr
 
 __all__ = ["SEGMENT_SHARE", "CanaryAnalysis", "TestKey", "TestResult"]
 
 DETECTOR = "mixture-fisher"
-_QUANTILES = {"increase": (0.5, 0.9), "decrease": (0.5, 0.1)}
-#: Share of ``alpha`` given to the segment tests when there are any; the pooled tests keep the rest.
-SEGMENT_SHARE = 0.5
-# the contract's channels other than "other": more can never be told apart, so the channel cap stops there
-_CHANNELS_APART = len(get_args(Channel)) - 1
 
 
 @dataclass(frozen=True)
@@ -50,53 +47,6 @@ class TestResult:
     metric: str
     critical: bool
     enough_samples: bool
-
-
-class TestKey(NamedTuple):
-    """What a row of :meth:`CanaryAnalysis.tables` feeds: a pooled test, or its restriction to one segment."""
-
-    name: str  # ``base``, or ``base[dimension=value]``
-    metric: str
-    base: str  # the pooled test: ``escalation_rate``, ``latency_ms>p90``
-    dimension: str | None = None
-    value: str | None = None
-
-
-Counts = dict[str, tuple[str, int, int]]  # pooled test -> (metric, n, harmful) of one bucket
-
-
-def _suffix(dimension: str, value: str) -> str:
-    return f"[{dimension}={value}]"
-
-
-def _sum(parts: list[Counts]) -> Counts:
-    if len(parts) == 1:
-        return parts[0]
-    out: Counts = {}
-    for part in parts:
-        for base, (m, n, k) in part.items():
-            o = out.get(base)
-            out[base] = (m, n, k) if o is None else (m, o[1] + n, o[2] + k)
-    return out
-
-
-def _test_names(metric: str, kind: str, direction: str) -> list[str]:
-    if kind == "rate":
-        return [metric]
-    sign = ">" if direction == "increase" else "<"
-    return [f"{metric}{sign}p{int(q * 100)}" for q in _QUANTILES[direction]]
-
-
-def _quantile_bin(hist: dict[int, int], q: float) -> int:
-    bins = sorted(hist)
-    counts = np.fromiter((hist[b] for b in bins), dtype=np.int64, count=len(bins))
-    cum = np.cumsum(counts)
-    return bins[int(np.searchsorted(cum, q * cum[-1]))]
-
-
-def _beyond(hist: dict[int, int], edge: int, up: bool) -> int:
-    """Observations in bins beyond ``edge`` in the harmful direction."""
-    return sum(v for b, v in hist.items() if (b > edge if up else b < edge))
 
 
 class CanaryAnalysis:
@@ -117,32 +67,42 @@ class CanaryAnalysis:
             self._critical[name] = o.critical
             self._min_samples[name] = o.min_samples or settings.min_samples
         metrics = list(overrides) if overrides else list(CATALOG)
-        known = [t for m in metrics for t in _test_names(m, spec_for(m).kind, self._direction(m))]  # type: ignore[union-attr]
+        known = [t for m in metrics for t in test_names(m, spec_for(m).kind, self._direction(m))]  # type: ignore[union-attr]
         # with explicit metrics there is nothing to discover, so the whole budget goes to them
         reserve = 0.0 if overrides else 0.2
         # values of a dimension tested apart, besides the pooled "other"
-        self.caps: dict[str, int] = {
-            d: min(settings.max_segments, _CHANNELS_APART) if d == "channel" else settings.max_segments
-            for d in settings.segments}
-        share = SEGMENT_SHARE if self.caps else 0.0
-        self.budget = AlphaBudget(settings.alpha * (1.0 - share), known=known, reserve=reserve)
-        self.segment_budget = SegmentBudget(settings.alpha * share, known, {d: c + 1 for d, c in self.caps.items()},
-                                            reserve=reserve) if self.caps else None
-        self.segment_values: dict[str, list[str]] = {d: [] for d in self.caps}  # in their order of admission
-        self._admitted: dict[str, set[str]] = {d: set() for d in self.caps}
+        self.segments = Segments.of_settings(settings.segments, settings.max_segments)
+        self.budgets = RolloutBudget(settings.alpha, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
         self.only = set(overrides) if overrides else None
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}
         self.segment_of: dict[str, tuple[str, str]] = {}  # segment test -> (dimension, value)
-        self.baseline: dict[str, dict[int, int]] = {}  # value metric -> stable histogram so far
-        self.baseline_n: dict[str, int] = {}
-        self.thresholds: dict[str, dict[float, int]] = {}
-        self.threshold_at: dict[str, int] = {}  # baseline size when the thresholds were last set
+        self.thresholds = Thresholds(settings.baseline_min_samples, self._direction)
         self.sums: dict[str, list[float]] = {}  # test -> [canary trials, harm, stable trials, harm]
         self.examples: dict[str, deque[str]] = {}  # metric, or metric[dimension=value] -> conversation ids
         self.window: deque[tuple[int, dict[str, tuple[int, int, int, int]]]] = deque()
         self.buckets_seen = 0
+
+    @property
+    def budget(self) -> AlphaBudget:
+        """The pooled tests' budget."""
+        return self.budgets.pooled
+
+    @property
+    def segment_budget(self) -> SegmentBudget | None:
+        """The segment tests' budget; None without segments."""
+        return self.budgets.segments
+
+    @property
+    def caps(self) -> dict[str, int]:
+        """Values of each dimension tested apart, besides the pooled ``other``."""
+        return self.segments.caps
+
+    @property
+    def segment_values(self) -> dict[str, list[str]]:
+        """The values of each dimension tested apart, in their order of admission."""
+        return self.segments.values
 
     def _direction(self, metric: str) -> str:
         if metric in self._directions:
@@ -153,11 +113,8 @@ class CanaryAnalysis:
     def _test(self, key: TestKey) -> MixtureFisherTest:
         t = self.tests.get(key.name)
         if t is None:
-            if key.dimension is None:
-                level = self.budget.level(key.base)
-            else:
-                assert self.segment_budget is not None and key.value is not None
-                level = self.segment_budget.level(key.base, key.dimension, key.value)
+            level = self.budgets.level(key.base, key.dimension, key.value)
+            if key.dimension is not None and key.value is not None:
                 self.segment_of[key.name] = (key.dimension, key.value)
             t = self.tests[key.name] = MixtureFisherTest(alpha=level, direction="increase")
             self.metric_of[key.name] = key.metric
@@ -166,45 +123,7 @@ class CanaryAnalysis:
     def base_of(self, name: str) -> str:
         """The pooled test a test restricts (the test itself when it is pooled)."""
         seg = self.segment_of.get(name)
-        return name[:-len(_suffix(*seg))] if seg else name
-
-    def _thresholds(self) -> dict[str, dict[float, int]]:
-        """Quantile bins of the stable history, refreshed when it has grown by a tenth (they are set from
-        earlier buckets only, so they stay fixed in advance of the data they judge)."""
-        for m, h in self.baseline.items():
-            n = self.baseline_n.get(m, 0)
-            if n < self.settings.baseline_min_samples:
-                continue
-            if m not in self.threshold_at or n >= 1.1 * self.threshold_at[m]:
-                self.thresholds[m] = {q: _quantile_bin(h, q) for q in _QUANTILES[self._direction(m)]}
-                self.threshold_at[m] = n
-        return self.thresholds
-
-    @staticmethod
-    def _raw(dimension: str, b: Bucket) -> str:
-        return b.channel if dimension == "channel" else b.tenant
-
-    def _admit(self, buckets: list[Bucket]) -> None:
-        """Admit the values first seen in this bucket, busiest first, while their dimension has room."""
-        for dim, cap in self.caps.items():
-            values, admitted = self.segment_values[dim], self._admitted[dim]
-            if len(values) >= cap:
-                continue
-            traffic: dict[str, int] = {}
-            for b in buckets:
-                raw = self._raw(dim, b)
-                if raw and raw != OTHER and raw not in admitted and b.version in (self.canary, self.stable):
-                    traffic[raw] = traffic.get(raw, 0) + b.n
-            for v in sorted(traffic, key=lambda v: (-traffic[v], v))[:cap - len(values)]:
-                values.append(v)
-                admitted.add(v)
-
-    def _segment(self, dimension: str, b: Bucket) -> str | None:
-        """The segment of a bucket in a dimension; None for a bucket without a tenant."""
-        raw = self._raw(dimension, b)
-        if not raw:
-            return None
-        return raw if raw in self._admitted[dimension] else OTHER
+        return name[:-len(suffix(*seg))] if seg else name
 
     def _counts(self, b: Bucket, thresholds: dict[str, dict[float, int]]) -> Counts:
         """Per pooled test, ``(metric, n, harmful)`` of one bucket."""
@@ -215,14 +134,8 @@ class CanaryAnalysis:
                 flip = self._flip[m] = self._rate_flip(m)
             if flip >= 0:
                 out[m] = (m, n, n - k) if flip else (m, n, k)
-        for m, qs in thresholds.items():
-            hist = b.values.get(m)
-            if not hist or (self.only is not None and m not in self.only):
-                continue
-            up = self._direction(m) == "increase"
-            n = sum(hist.values())
-            for q, edge in qs.items():
-                out[f"{m}{'>' if up else '<'}p{int(q * 100)}"] = (m, n, _beyond(hist, edge, up))
+        for name, m, n, k in self.thresholds.exceedances(b.values, thresholds, self.only):
+            out[name] = (m, n, k)
         return out
 
     def _rate_flip(self, m: str) -> int:
@@ -231,45 +144,12 @@ class CanaryAnalysis:
             return -1
         return int(self._direction(m) == "decrease")
 
-    def tables(self, buckets: list[Bucket]) -> tuple[list[TestKey], list[tuple[int, int, int, int]]]:
-        """Per test and stratum, ``(n_canary, harm_canary, n_stable, harm_stable)`` of one bucket.
-
-        A stratum is a channel: the pooled tests see every channel, a segment test the channels of its
-        segment's traffic (for a tenant, its traffic in each channel; for a channel, that channel).
-        """
-        thresholds = self._thresholds()
-        self._admit(buckets)
-        # (dimension, segment, channel) -> per side, the counts of each bucket of that stratum
-        strata: dict[tuple[str | None, str | None, str], tuple[list[Counts], list[Counts]]] = {}
-        for b in buckets:
-            if b.version == self.canary:
-                side = 0
-            elif b.version == self.stable:
-                side = 1
-            else:
-                continue
-            counts = self._counts(b, thresholds)
-            strata.setdefault((None, None, b.channel), ([], []))[side].append(counts)
-            for dim in self.caps:
-                seg = self._segment(dim, b)
-                if seg is not None:
-                    strata.setdefault((dim, seg, b.channel), ([], []))[side].append(counts)
-        keys: list[TestKey] = []
-        rows: list[tuple[int, int, int, int]] = []
-        for (sdim, sseg, _), (cs, ss) in strata.items():
-            if not cs or not ss:
-                continue  # a stratum with one side carries no evidence
-            c, s = _sum(cs), _sum(ss)
-            for base, (m, nc, kc) in c.items():
-                r = s.get(base)
-                if r is None:
-                    continue
-                if sdim is None or sseg is None:
-                    keys.append(TestKey(base, m, base))
-                else:
-                    keys.append(TestKey(base + _suffix(sdim, sseg), m, base, sdim, sseg))
-                rows.append((nc, kc, r[1], r[2]))
-        return keys, rows
+    def tables(self, buckets: list[Bucket]) -> tuple[list[TestKey], list[Table]]:
+        """Per test and stratum, ``(n_canary, harm_canary, n_stable, harm_stable)`` of one bucket
+        (:func:`controller.analysis.strata.stratify`)."""
+        thresholds = self.thresholds.current()
+        self.segments.admit(buckets, (self.canary, self.stable))
+        return stratify(buckets, self.canary, self.stable, lambda b: self._counts(b, thresholds), self.segments)
 
     def observe(self, start: int, buckets: list[Bucket]) -> list[TestResult]:
         """Feed one closed bucket; return the tests in alarm (new or standing)."""
@@ -305,17 +185,13 @@ class CanaryAnalysis:
             self.window.popleft()
         for b in buckets:
             if b.version == self.canary:
-                segs = [_suffix(d, v) for d in self.caps if (v := self._segment(d, b)) is not None]
+                segs = self.segments.suffixes(b)
                 for m, ids in b.examples.items():
                     self.examples.setdefault(m, deque(maxlen=10)).extend(ids)
                     for suffix in segs:
                         self.examples.setdefault(m + suffix, deque(maxlen=10)).extend(ids)
             elif b.version == self.stable:
-                for m, hist in b.values.items():
-                    mine = self.baseline.setdefault(m, {})
-                    for k, cnt in hist.items():
-                        mine[k] = mine.get(k, 0) + cnt
-                    self.baseline_n[m] = self.baseline_n.get(m, 0) + sum(hist.values())
+                self.thresholds.add(b.values)
         return [
             TestResult(name, self.metric_of[name], self.is_critical(name), self.has_enough_samples(name))
             for name, t in self.tests.items() if t.alarm
@@ -351,7 +227,7 @@ class CanaryAnalysis:
         for name in names:
             metric = self.metric_of.get(name, name)
             seg = self.segment_of.get(name)
-            for i in self.examples.get(metric + _suffix(*seg) if seg else metric, ()):
+            for i in self.examples.get(metric + suffix(*seg) if seg else metric, ()):
                 if i not in ids:
                     ids.append(i)
         return ids[-10:]
@@ -370,26 +246,20 @@ class CanaryAnalysis:
         state = {
             "stable": self.stable, "canary": self.canary, "budget": self.budget.to_state(),
             "tests": {n: t.to_state() for n, t in self.tests.items()}, "metric_of": self.metric_of,
-            "baseline": {m: {str(k): v for k, v in h.items()} for m, h in self.baseline.items()},
-            "thresholds": {m: {str(q): b for q, b in t.items()} for m, t in self.thresholds.items()},
-            "threshold_at": self.threshold_at,
+            **self.thresholds.to_state(),
             "sums": self.sums, "examples": {m: list(d) for m, d in self.examples.items()},
             "window": [[s, {k: list(v) for k, v in seen.items()}] for s, seen in self.window],
             "buckets_seen": self.buckets_seen,
         }
         if self.segment_budget is not None:  # absent without segments: the checkpoint is as it always was
-            state["segments"] = {"budget": self.segment_budget.to_state(), "values": self.segment_values,
+            state["segments"] = {"budget": self.segment_budget.to_state(), "values": self.segments.values,
                                  "of": {n: list(s) for n, s in self.segment_of.items()}}
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.budget = AlphaBudget.from_state(state["budget"])
         self.tests = {n: MixtureFisherTest.from_state(s) for n, s in state["tests"].items()}
         self.metric_of = dict(state["metric_of"])
-        self.baseline = {m: {int(k): int(v) for k, v in h.items()} for m, h in state["baseline"].items()}
-        self.baseline_n = {m: sum(h.values()) for m, h in self.baseline.items()}
-        self.thresholds = {m: {float(q): int(b) for q, b in t.items()} for m, t in state["thresholds"].items()}
-        self.threshold_at = {m: int(n) for m, n in state["threshold_at"].items()}
+        self.thresholds.load_state(state)
         self.sums = {k: list(v) for k, v in state["sums"].items()}
         self.examples = {m: deque(ids, maxlen=10) for m, ids in state["examples"].items()}
         self.window = deque((int(s), {k: tuple(v) for k, v in seen.items()}) for s, seen in state["window"])
@@ -397,12 +267,6 @@ class CanaryAnalysis:
         # The budget the rollout started with stays, even if the config changed since: its pooled share was
         # set with it, and a segment budget added now would spend more than alpha.
         seg = state.get("segments")
-        if seg is None:
-            self.segment_budget = None
-            self.caps, self.segment_values, self.segment_of = {}, {}, {}
-        else:
-            self.segment_budget = SegmentBudget.from_state(seg["budget"])
-            self.caps = {d: k - 1 for d, k in self.segment_budget.slots.items()}
-            self.segment_values = {d: [str(v) for v in seg["values"].get(d, [])] for d in self.caps}
-            self.segment_of = {n: (str(d), str(v)) for n, (d, v) in seg["of"].items()}
-        self._admitted = {d: set(vs) for d, vs in self.segment_values.items()}
+        self.budgets.load(state["budget"], None if seg is None else seg["budget"])
+        self.segments.load({d: k - 1 for d, k in self.budgets.slots.items()}, {} if seg is None else seg["values"])
+        self.segment_of = {} if seg is None else {n: (str(d), str(v)) for n, (d, v) in seg["of"].items()}

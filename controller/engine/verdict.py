@@ -12,19 +12,20 @@ A rollout is found by the ``AgentRollout`` name (and namespace, when the rollout
 ``updated`` is the event time up to which the agent's buckets are closed (None before the first one).
 
 The state stage also publishes each agent's document (:func:`published`) to the compacted verdicts topic,
-so that every replica can answer for agents it does not own (:mod:`controller.runtime.verdicts`).
+so that every replica can answer for agents it does not own (:mod:`controller.runtime.verdicts`). The
+document is :class:`controller.contracts.verdict.VerdictDocument`, encoded with msgspec.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
 
+import msgspec
+
+from controller.contracts.verdict import Verdict, VerdictDocument, evidence_of
 from controller.engine.core import AgentState, Engine
 
-__all__ = ["Verdict", "find_agent", "published", "verdict", "verdict_of"]
-
-Verdict = Literal["healthy", "unhealthy", "inconclusive", "unknown"]
+__all__ = ["Verdict", "VerdictDocument", "find_agent", "published", "verdict", "verdict_of"]
 
 
 def find_agent(engine: Engine, namespace: str | None, name: str) -> AgentState | None:
@@ -36,31 +37,23 @@ def find_agent(engine: Engine, namespace: str | None, name: str) -> AgentState |
     return engine.agents.get(name)
 
 
-def _camel_evidence(ev: Any) -> dict[str, Any]:
-    return {"metric": ev.metric, "detector": ev.detector, "statistic": ev.statistic, "threshold": ev.threshold,
-            "pValue": ev.p_value, "nCanary": ev.n_canary, "nStable": ev.n_stable, "canaryValue": ev.canary_value,
-            "stableValue": ev.stable_value}
-
-
-def verdict(engine: Engine | None, namespace: str | None, name: str) -> dict[str, Any] | None:
+def verdict(engine: Engine | None, namespace: str | None, name: str) -> VerdictDocument | None:
     """The verdict document, or None when vigil knows no such rollout."""
     st = None if engine is None else find_agent(engine, namespace, name)
     return None if st is None else verdict_of(st, namespace, name)
 
 
-def published(st: AgentState) -> dict[str, Any]:
+def published(st: AgentState) -> VerdictDocument:
     """The document of one agent as the verdicts topic carries it: for its rollout's namespace and name (the
     agent's name when the rollout has none)."""
     return verdict_of(st, st.rollout.namespace, st.rollout.name or st.agent)
 
 
-def verdict_of(st: AgentState, namespace: str | None, name: str) -> dict[str, Any]:
+def verdict_of(st: AgentState, namespace: str | None, name: str) -> VerdictDocument:
     """The verdict document of one agent's state, answering for ``namespace/name``."""
     closed = st.window.closed_until
-    out: dict[str, Any] = {"namespace": namespace, "name": name, "agent": st.agent, "verdict": "unknown",
-                           "healthy": False, "rollback": False, "phase": "pending", "stable": None, "canary": None,
-                           "canarySamples": 0, "enoughSamples": False, "alarms": [], "evidence": [],
-                           "updated": closed if math.isfinite(closed) else None}
+    out = VerdictDocument(namespace=namespace, name=name, agent=st.agent,
+                          updated=closed if math.isfinite(closed) else None)
     if st.policy is None or st.analysis is None:
         return out  # no bucket with both versions closed yet
     pol, ana = st.policy, st.analysis
@@ -70,7 +63,7 @@ def verdict_of(st: AgentState, namespace: str | None, name: str) -> dict[str, An
     enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests if ana.is_critical(n))
     rollback = pol.phase == "rolled_back" or bool(acting)
     v: Verdict = "unhealthy" if rollback else ("healthy" if enough and not alarms else "inconclusive")
-    out.update(verdict=v, healthy=v == "healthy", rollback=rollback, phase=pol.phase, stable=pol.stable,
-               canary=pol.canary, canaryWeight=pol.weight, canarySamples=samples, enoughSamples=enough,
-               alarms=alarms, evidence=[_camel_evidence(e) for e in ana.evidence(acting or alarms or None)])
-    return out
+    return msgspec.structs.replace(
+        out, verdict=v, healthy=v == "healthy", rollback=rollback, phase=pol.phase, stable=pol.stable,
+        canary=pol.canary, canary_weight=pol.weight, canary_samples=samples, enough_samples=enough, alarms=alarms,
+        evidence=[evidence_of(e) for e in ana.evidence(acting or alarms or None)])

@@ -234,8 +234,9 @@ class HttpServer:
 
     def verdict(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         """From this worker's engine when it holds the agent (the freshest), else from the verdicts topic."""
-        v = verdict(self.engine(), namespace, name)
-        if v is not None:
+        local = verdict(self.engine(), namespace, name)
+        if local is not None:
+            v: dict[str, Any] = msgspec.to_builtins(local)
             v["source"] = "local"
             return v
         doc = self.view.lookup(namespace, name) if self.view is not None else None

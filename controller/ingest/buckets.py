@@ -8,17 +8,19 @@ every source the sender reads, to the stateful stage keyed by agent.
 
 from __future__ import annotations
 
-import math
-
 import msgspec
 
-__all__ = ["MAX_EXAMPLES", "OTHER", "Bucket", "Summary", "bin_of", "bin_value", "merge_bucket"]
+from detectors.exceedance import LogBins
 
-# Values are binned on a log scale with 5% steps (symmetric for negatives, one bin for |x| < 1e-6):
-# fine enough for quantile thresholds, coarse enough that a bucket stays a few dozen integers.
-_EPS = 1e-6
-_LOG_STEP = math.log(1.05)
-_LOG_EPS = math.log(_EPS)
+__all__ = ["BINS", "MAX_EXAMPLES", "OTHER", "RELATIVE_ACCURACY", "Bucket", "Summary", "bin_of", "bin_value",
+           "merge_bucket"]
+
+#: Relative width of the value histograms' bins: 1/41 makes each bin 5% wide (``(1 + a) / (1 - a) = 1.05``),
+#: fine enough for quantile thresholds, coarse enough that a bucket stays a few dozen integers.
+RELATIVE_ACCURACY = 1 / 41
+#: The one binning of values (:class:`detectors.exceedance.LogBins`, the quantile-exceedance test's): symmetric
+#: for negatives, one bin for ``|x| <= 1e-6``, the end bins beyond ``1e12``.
+BINS = LogBins(RELATIVE_ACCURACY)
 MAX_EXAMPLES = 3
 #: The segment that pools the values of a dimension beyond the first ``maxSegments``.
 OTHER = "other"
@@ -30,19 +32,12 @@ def bin_of(x: float) -> int:
     >>> bin_of(0.0), bin_of(1.0) < bin_of(1.06), bin_of(-2.0) < bin_of(-1.0) < bin_of(0.0)
     (0, True, True)
     """
-    if x > _EPS:
-        return 1 + int((math.log(x) - _LOG_EPS) / _LOG_STEP)
-    if x < -_EPS:
-        return -1 - int((math.log(-x) - _LOG_EPS) / _LOG_STEP)
-    return 0
+    return BINS.key(x)
 
 
 def bin_value(b: int) -> float:
     """A representative value of bin ``b`` (its geometric middle)."""
-    if b == 0:
-        return 0.0
-    mag = math.exp(_LOG_EPS + (abs(b) - 0.5) * _LOG_STEP)
-    return mag if b > 0 else -mag
+    return BINS.value(b)
 
 
 class Bucket(msgspec.Struct, array_like=True):

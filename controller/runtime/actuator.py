@@ -12,11 +12,12 @@ already retried itself) is retried whole through the project's one retry loop (:
 ``ActuatorSettings.retry``), by default until it lands or leadership ends; a
 :class:`~controller.errors.PermanentError` fails it for good at once.
 
-The rollback policy is enforced here, where the cluster is touched: within ``cooldown`` of the last
-rollback of an agent, or after ``maxActions`` rollbacks of its resource, a rollback is reported as an alert
-instead of carried out (protection against a deploy loop re-applying a bad version). The counts live in the
-AgentRollout's status (``rollbacksApplied``, ``lastRollbackTime``): a leader reads them (``history``) the
-first time it meets an agent's rollback, then keeps them up to date as it carries rollbacks out.
+The rollback policy is applied here, where the cluster is touched, by the guards of
+:mod:`controller.policy.guards` (the ones ``vigil replay`` applies): within ``cooldown`` of the last rollback
+of an agent, or after ``maxActions`` rollbacks of its resource, a rollback is reported as an alert instead
+of carried out. The counts live in the AgentRollout's status (``rollbacksApplied``, ``lastRollbackTime``): a
+leader reads them (``history``) the first time it meets an agent's rollback, then keeps them up to date as
+it carries rollbacks out.
 
 Once a decision has landed, or failed for good, it is handed to ``notify(decision, applied, error)`` (the
 webhooks of :mod:`controller.notify.webhooks`): the decision as carried out (a withheld rollback as its alert), whether
@@ -40,9 +41,10 @@ from aiokafka import TopicPartition
 
 from controller.actuators.kubernetes.errors import KubeError
 from controller.actuators.kubernetes.target import KubeTarget
-from controller.config import Rollout
-from controller.contracts.decisions import Decision, decode, seconds
+from controller.config import RollbackPolicy, Rollout
+from controller.contracts.decisions import Decision, decode
 from controller.errors import PermanentError, TemporaryError
+from controller.policy.guards import RollbackGuard
 from controller.retry import DECISION, RetryPolicy, with_retries
 from controller.runtime.kafka import group_consumer
 
@@ -107,42 +109,34 @@ class Actuator:
         """Told of every decision carried out or failed for good: ``(decision, applied, error)``."""
         self.history = history
         """Rollbacks already carried out for an agent's resource, and the event time of the last (its status)."""
-        self.rollbacks: dict[str, tuple[int, float | None]] = {}
+        self.guards = RollbackGuard(self._policy_of)
+        """The rollback policy's guards (:mod:`controller.policy.guards`) and their counts."""
+        self.rollbacks = self.guards.rollbacks
         """Per agent: rollbacks carried out and the event time of the last one."""
         self.applied = 0
         self.failed = 0
-        self.withheld = 0
+
+    def _policy_of(self, agent: str) -> RollbackPolicy | None:
+        rollout = self.rollout_of(agent)
+        return None if rollout is None else rollout.rollback
+
+    @property
+    def withheld(self) -> int:
+        """Rollbacks the policy turned into alerts."""
+        return self.guards.withheld
 
     def guard(self, d: Decision) -> Decision:
         """``d``, or an alert in its place when the rollback policy withholds it."""
-        if d.action != "rollback":
-            return d
-        rollout = self.rollout_of(d.agent)
-        if rollout is None:
-            return d
-        policy = rollout.rollback
-        t = seconds(d.time)
-        count, last = self.rollbacks.get(d.agent, (0, None))
-        why = None
-        if last is not None and last == t:
-            return d  # this very rollback, carried out again after a failover: idempotent, not a new one
-        if count >= policy.max_actions:
-            why = f"{count} rollbacks already carried out (spec.rollback.maxActions={policy.max_actions})"
-        elif last is not None and t - last < policy.cooldown:
-            why = f"a rollback {t - last:.0f} s ago is within spec.rollback.cooldown={policy.cooldown:g} s"
-        if why is None:
-            return d
-        self.withheld += 1
-        return msgspec.structs.replace(d, action="alert", reason=f"rollback withheld: {why}; {d.reason}")
+        return self.guards.check(d)
 
     async def carry_out(self, d: Decision, stop: asyncio.Event) -> bool:
         """Apply ``d`` until it lands or fails for good: True; False when leadership or the run ends first."""
-        if d.action == "rollback" and d.agent not in self.rollbacks and self.history is not None:
+        if d.action == "rollback" and not self.guards.knows(d.agent) and self.history is not None:
             try:
-                self.rollbacks[d.agent] = await self.history(d.agent)
+                self.guards.remember(d.agent, *await self.history(d.agent))
             except KubeError as exc:  # unknown history must not block a rollback: count from here
                 log.warning("no rollback history for %s (%s); counting from now", d.agent, exc)
-                self.rollbacks[d.agent] = (0, None)
+                self.guards.remember(d.agent, 0, None)
         d = self.guard(d)
 
         async def attempt() -> None:
@@ -168,10 +162,7 @@ class Actuator:
             log.exception("unexpected error carrying out %s of %s", d.action, d.agent)
             self._notify(d, False, f"unexpected error: {type(exc).__name__}")
             return True
-        if d.action == "rollback":
-            count, last = self.rollbacks.get(d.agent, (0, None))
-            t = seconds(d.time)
-            self.rollbacks[d.agent] = (count + (last != t), t)
+        self.guards.carried_out(d)
         self.applied += 1
         self._notify(d, True, None)
         return True

@@ -24,6 +24,7 @@ from controller.actuators.protocol import ClusterBackend, apply_decision
 from controller.config import Rollout
 from controller.contracts import checkpoint
 from controller.contracts.decisions import Decision, encode, log_fields
+from controller.contracts.verdict import encode as encode_verdict
 from controller.engine.core import Engine
 from controller.engine.verdict import published
 from controller.ingest.buckets import Summary
@@ -154,12 +155,12 @@ class StateStage:
         if last is not None and last[0] == closed:
             return None
         doc = published(st)
-        body = msgspec.json.encode({k: v for k, v in doc.items() if k != "updated"})
+        body = encode_verdict(msgspec.structs.replace(doc, updated=None))  # what changed, besides the time
         self._verdicts[agent] = (closed, body)
         if last is not None and last[1] == body:
             return None
         self.stats.verdicts += 1
-        return msgspec.json.encode(doc)
+        return encode_verdict(doc)
 
     async def _act(self, decision: Decision) -> None:
         self.stats.decisions[decision.action] += 1

@@ -4,9 +4,10 @@ The replicas of one deployment share the state consumer group, so each replica's
 of its partitions. The state stage publishes each agent's verdict document to ``<group>.verdicts`` (keyed by
 agent, compacted) whenever it changes. :class:`VerdictView` reads that topic in every replica with a consumer in
 no group: it assigns itself every partition, reads them from the beginning, and keeps the latest document per
-agent (a record with no value, a tombstone, deletes the agent). So the verdict endpoints of any replica can
-answer for any agent (:mod:`controller.http.server`); the replica owning the agent answers from its engine instead,
-which is fresher by at most a checkpoint interval.
+agent (a record with no value, a tombstone, deletes the agent; a record that is no
+:class:`~controller.contracts.verdict.VerdictDocument` is skipped and counted). So the verdict endpoints of any
+replica can answer for any agent (:mod:`controller.http.server`); the replica owning the agent answers from its
+engine instead, which is fresher by at most a checkpoint interval.
 
 Memory holds one document per agent, whatever the length of the topic.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controller.contracts import verdict
 from controller.runtime.kafka import reader
 
 __all__ = ["VerdictView"]
@@ -60,10 +62,11 @@ class VerdictView:
         doc: Any = None
         if value is not None:
             try:
+                verdict.decode(value)  # a verdict document (controller.contracts.verdict), else skipped
                 doc = msgspec.json.decode(value)
             except msgspec.DecodeError:
                 doc = None
-            if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+            if not isinstance(doc, dict):
                 self.invalid += 1
                 log.warning("skipped an unreadable verdict record of agent %r on %s", agent, self.topic)
                 return
