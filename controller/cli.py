@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import __version__, logs
 from controller.config import ConfigError, load_rollouts
+from controller.tools.broker import BrokerNotInstalled
 
 if TYPE_CHECKING:
     from controller.runtime.pipeline import PipelineSettings
@@ -205,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokerNotInstalled as exc:  # `vigil demo`, `vigil run` without --bootstrap: say what to install
+        hint = " (or give a Kafka with --bootstrap)" if args.command == "run" else ""
+        print(f"vigil {args.command}: error: {exc}{hint}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a runtime failure: one clear line, the traceback only when asked for
         log.debug("%s failed", args.command, exc_info=True)
         what = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"

