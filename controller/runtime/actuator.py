@@ -111,14 +111,17 @@ class Actuator:
         """Rollbacks already carried out for an agent's resource, and the event time of the last (its status)."""
         self.guards = RollbackGuard(self._policy_of)
         """The rollback policy's guards (:mod:`controller.policy.guards`) and their counts."""
-        self.rollbacks = self.guards.rollbacks
-        """Per agent: rollbacks carried out and the event time of the last one."""
         self.applied = 0
         self.failed = 0
 
     def _policy_of(self, agent: str) -> RollbackPolicy | None:
         rollout = self.rollout_of(agent)
         return None if rollout is None else rollout.rollback
+
+    @property
+    def rollbacks(self) -> dict[str, tuple[int, float | None]]:
+        """Per agent: rollbacks carried out and the event time of the last one (the guards' counts)."""
+        return self.guards.rollbacks
 
     @property
     def withheld(self) -> int:
