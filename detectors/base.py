@@ -1,4 +1,4 @@
-"""The two detector contracts every detector in this package follows, and the registry of detectors.
+"""The three detector contracts every detector in this package follows, and the registry of detectors.
 
 * :class:`ChangeDetector` watches one stream: ``update(x)`` returns whether that observation raised an
   alarm; after an alarm the detector restarts on the next observation (as river's detectors do), so one
@@ -7,8 +7,11 @@
 * :class:`TwoSampleTest` compares a canary with a baseline: ``update(x, is_canary)``. It is
   anytime-valid: the probability that it *ever* alarms on two streams of the same law, however long it
   watches, is at most ``alpha``. Its alarm stays raised until :meth:`TwoSampleTest.reset`.
+* :class:`TableTest` is the same anytime-valid promise on counts already summed per stratum (one 2x2 table
+  of canary and baseline trials and harmful outcomes per time bucket and channel, say), the form in which
+  the live analysis sees a rate: ``update(n_c, k_c, n_s, k_s)``.
 
-Both take observations one at a time (``update``) or as numpy arrays (``update_many``, the fast path,
+All three take observations one at a time (``update``) or as numpy arrays (``update_many``, the fast path,
 with the same result as repeated ``update`` up to floating-point rounding), validate their parameters at
 construction with a ``ValueError`` naming the parameter, and checkpoint to a JSON-safe dict
 (:meth:`to_state`) from which :func:`from_state` resumes identically.
@@ -23,10 +26,10 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["REGISTRY", "ChangeDetector", "TwoSampleTest", "check_finite", "check_positive", "check_probability",
-           "from_state"]
+__all__ = ["REGISTRY", "ChangeDetector", "TableTest", "TwoSampleTest", "check_finite", "check_positive",
+           "check_probability", "from_state"]
 
-REGISTRY: dict[str, type[ChangeDetector] | type[TwoSampleTest]] = {}
+REGISTRY: dict[str, type[ChangeDetector] | type[TwoSampleTest] | type[TableTest]] = {}
 
 
 def check_probability(name: str, value: float, *, open_low: bool = True) -> float:
@@ -56,7 +59,8 @@ class _Checkpointed:
 
     name: ClassVar[str] = ""
     #: The observations it takes: "real" numbers, "binary" 0/1 outcomes, non-negative "count"s, "ordinal"
-    #: small integers, or "category" integer codes. The shared contract tests draw streams of this kind.
+    #: small integers, "category" integer codes, or "table"s of counts (:class:`TableTest`). The shared
+    #: contract tests draw streams of this kind.
     kind: ClassVar[str] = "real"
 
     @classmethod
@@ -155,8 +159,8 @@ class ChangeDetector(_Checkpointed, ABC):
         return np.flatnonzero(np.fromiter((self.update(float(x)) for x in arr), dtype=bool, count=arr.size))
 
 
-class TwoSampleTest(_Checkpointed, ABC):
-    """An anytime-valid test of a canary against a baseline; see the module docstring for the contract."""
+class _AnytimeValid(_Checkpointed, ABC):
+    """What the two anytime-valid contracts share: a level, an e-value statistic, a standing alarm."""
 
     @property
     @abstractmethod
@@ -187,6 +191,10 @@ class TwoSampleTest(_Checkpointed, ABC):
     def reset(self) -> None:
         """Forget everything seen."""
 
+
+class TwoSampleTest(_AnytimeValid):
+    """An anytime-valid test of a canary against a baseline; see the module docstring for the contract."""
+
     @abstractmethod
     def update_many(self, xs: ArrayLike, is_canary: ArrayLike) -> bool:
         """Take many observations, each tagged canary (True) or baseline (False); return :attr:`alarm`."""
@@ -196,7 +204,26 @@ class TwoSampleTest(_Checkpointed, ABC):
         return self.update_many([x], [is_canary])
 
 
-def from_state(state: dict[str, Any]) -> ChangeDetector | TwoSampleTest:
+class TableTest(_AnytimeValid):
+    """An anytime-valid test of a canary against a baseline on stratified 2x2 tables of counts.
+
+    Each observation is one table: ``n_c`` canary trials with ``k_c`` harmful outcomes beside ``n_s``
+    baseline trials with ``k_s``, from one stratum. The guarantee is :class:`TwoSampleTest`'s: under the
+    null the statistic ever reaches :attr:`threshold` with probability at most ``alpha``.
+    """
+
+    kind: ClassVar[str] = "table"
+
+    @abstractmethod
+    def update_many(self, n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike) -> bool:
+        """Take many tables, given column by column; return :attr:`alarm`."""
+
+    def update(self, n_c: int, k_c: int, n_s: int, k_s: int) -> bool:
+        """Take one table; return :attr:`alarm`."""
+        return self.update_many([n_c], [k_c], [n_s], [k_s])
+
+
+def from_state(state: dict[str, Any]) -> ChangeDetector | TwoSampleTest | TableTest:
     """Rebuild any registered detector from :meth:`to_state`'s output."""
     name = state.get("detector")
     if name not in REGISTRY:

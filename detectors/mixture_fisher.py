@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import gammaln, logsumexp
+
+from detectors.base import TableTest, check_probability
 
 __all__ = ["MixtureFisherTest", "fisher_log_lr", "default_log_psi"]
 
@@ -87,8 +89,11 @@ def fisher_log_lr(n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike
     return out
 
 
-class MixtureFisherTest:
+class MixtureFisherTest(TableTest):
     """Mixture SPRT for a harmful change in a rate, canary against baseline, on stratified 2x2 tables.
+
+    Guarantee: under the null (within each table, canary and baseline outcomes exchangeable) the
+    probability that the test ever alarms, over an unbounded watch, is at most ``alpha``.
 
     Parameters
     ----------
@@ -105,15 +110,16 @@ class MixtureFisherTest:
     >>> rng = np.random.default_rng(7)
     >>> test = MixtureFisherTest(alpha=0.01)
     >>> for _ in range(60):  # one-second buckets: 5 canary and 45 baseline interactions each
-    ...     test.update(5, int(rng.binomial(5, 0.40)), 45, int(rng.binomial(45, 0.12)))
+    ...     _ = test.update(5, int(rng.binomial(5, 0.40)), 45, int(rng.binomial(45, 0.12)))
     >>> test.alarm, test.p_value < 0.01
     (True, True)
     """
 
+    name: ClassVar[str] = "mixture_fisher"
+
     def __init__(self, alpha: float = 0.01, direction: Direction = "increase",
                  log_psi: ArrayLike | None = None) -> None:
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        alpha = check_probability("alpha", alpha)
         if direction not in ("increase", "decrease"):
             raise ValueError(f"direction must be 'increase' or 'decrease', got {direction!r}")
         grid = default_log_psi(direction) if log_psi is None else np.asarray(log_psi, dtype=np.float64)
@@ -129,22 +135,28 @@ class MixtureFisherTest:
         self._max_stat = 0.0
         self._counts = np.zeros(4)  # n_c, k_c, n_s, k_s summed over every table seen
 
-    # -- updates -------------------------------------------------------------------------------------
-    def update(self, n_c: int, k_c: int, n_s: int, k_s: int) -> None:
-        """Add one 2x2 table."""
-        self.update_many([n_c], [k_c], [n_s], [k_s])
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        return {"alpha": 0.05}
 
-    def update_many(self, n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike) -> None:
+    @classmethod
+    def _invalid_params(cls) -> list[tuple[dict[str, Any], str]]:
+        return [({"alpha": 0.0}, "alpha"), ({"alpha": 1.5}, "alpha"), ({"direction": "up"}, "direction"),
+                ({"log_psi": []}, "log_psi"), ({"log_psi": [0.1, float("inf")]}, "log_psi")]
+
+    # -- updates -------------------------------------------------------------------------------------
+    def update_many(self, n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike) -> bool:
         """Add several tables at once (vectorized; the same result as one ``update`` each)."""
         inc = fisher_log_lr(n_c, k_c, n_s, k_s, self._grid)
         if inc.shape[0] == 0:
-            return
+            return self.alarm
         # the running maximum must see every intermediate point, as repeated updates would
         path = self._log_lr[None, :] + np.cumsum(inc, axis=0)
         stats = logsumexp(path, axis=1) - math.log(self._grid.size)
         self._log_lr = path[-1]
         self._max_stat = max(self._max_stat, float(np.max(stats)))
         self._counts += np.array([np.sum(n_c), np.sum(k_c), np.sum(n_s), np.sum(k_s)], dtype=np.float64)
+        return self.alarm
 
     def add(self, log_lr: ArrayLike, n_c: float, k_c: float, n_s: float, k_s: float) -> None:
         """Add precomputed increments (one row of :func:`fisher_log_lr`, summed over strata)."""
@@ -191,11 +203,6 @@ class MixtureFisherTest:
         return _lse(self._log_lr) - math.log(self._grid.size)
 
     @property
-    def threshold(self) -> float:
-        """``log(1/alpha)``: crossing it is an alarm at level ``alpha``."""
-        return math.log(1.0 / self._alpha)
-
-    @property
     def alarm(self) -> bool:
         """Whether the statistic has ever reached the threshold (an alarm is kept until ``reset``)."""
         return self._max_stat >= self.threshold
@@ -224,15 +231,16 @@ class MixtureFisherTest:
         return n_c, k_c, n_s, k_s
 
     # -- checkpoints ---------------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """A JSON-safe snapshot from which :meth:`from_state` resumes identically."""
-        return {"alpha": self._alpha, "direction": self._direction, "log_psi": self._grid.tolist(),
-                "log_lr": self._log_lr.tolist(), "max_stat": self._max_stat, "counts": self._counts.tolist()}
+    def params(self) -> dict[str, Any]:
+        return {"alpha": self._alpha, "direction": self._direction, "log_psi": self._grid.tolist()}
 
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> MixtureFisherTest:
-        test = cls(alpha=state["alpha"], direction=state["direction"], log_psi=state["log_psi"])
-        test._log_lr = np.asarray(state["log_lr"], dtype=np.float64)
-        test._max_stat = float(state["max_stat"])
-        test._counts = np.asarray(state["counts"], dtype=np.float64)
-        return test
+    def _vars(self) -> dict[str, Any]:
+        return {"log_lr": self._log_lr.tolist(), "max_stat": self._max_stat, "counts": self._counts.tolist()}
+
+    def _load(self, state: dict[str, Any]) -> None:
+        log_lr = np.asarray(state["log_lr"], dtype=np.float64)
+        if log_lr.shape != self._grid.shape:
+            raise ValueError(f"log_lr has {log_lr.size} values for a grid of {self._grid.size}")
+        self._log_lr = log_lr
+        self._max_stat = float(state["max_stat"])
+        self._counts = np.asarray(state["counts"], dtype=np.float64)

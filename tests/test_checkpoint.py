@@ -40,8 +40,16 @@ def test_a_checkpoint_carries_the_current_version_and_round_trips(stream: list[A
     run(engine, stream[: len(stream) // 2], flush=False)
     state = engine.agent_state("bot-a")
     raw = encode_state(state)
-    assert msgspec.msgpack.decode(zlib.decompress(raw))["version"] == checkpoint.VERSION == 1
+    assert msgspec.msgpack.decode(zlib.decompress(raw))["version"] == checkpoint.VERSION == 2
     assert msgspec.json.encode(decode_state(raw)) == msgspec.json.encode(state)
+
+
+def _flat_tests(analysis: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The analysis as versions 0 and 1 wrote it: each rate test a flat dict, before the detector contract."""
+    if analysis is None:
+        return None
+    flat = {n: {**t["params"], **t["vars"]} for n, t in analysis["tests"].items()}
+    return {**analysis, "tests": flat}
 
 
 def test_an_unversioned_checkpoint_is_migrated_and_decides_exactly_as_before(stream: list[Any]) -> None:
@@ -54,7 +62,7 @@ def test_an_unversioned_checkpoint_is_migrated_and_decides_exactly_as_before(str
         state = first.agent_state(agent)
         window = dict(state["window"])
         window["duplicate_partials"] = window.pop("duplicate_summaries") + 2  # the name version 0 used
-        old = _raw({**state, "window": window})  # version 0 had no version field
+        old = _raw({**state, "window": window, "analysis": _flat_tests(state["analysis"])})  # no version field
         migrated = decode_state(old)
         assert migrated["window"]["duplicate_summaries"] == state["window"]["duplicate_summaries"] + 2
         assert "duplicate_partials" not in migrated["window"]
@@ -63,8 +71,25 @@ def test_an_unversioned_checkpoint_is_migrated_and_decides_exactly_as_before(str
     assert before + run(second, stream[at:]) == expected
 
 
+def test_a_version_1_checkpoint_is_migrated_and_decides_exactly_as_before(stream: list[Any]) -> None:
+    expected = run(configured(), stream)
+    at = int(len(stream) * 0.4)
+    first = configured()
+    before = run(first, stream[:at], flush=False)
+    second = configured()
+    migrated_tests = 0
+    for agent in first.agents:
+        state = first.agent_state(agent)
+        migrated = decode_state(_raw({**state, "version": 1, "analysis": _flat_tests(state["analysis"])}))
+        assert msgspec.json.encode(migrated) == msgspec.json.encode(state)  # exactly what was saved
+        migrated_tests += len((state["analysis"] or {}).get("tests", {}))
+        second.load_agent(migrated)
+    assert migrated_tests > 0, "the checkpoints must hold rate tests for the migration to be tested"
+    assert before + run(second, stream[at:]) == expected
+
+
 @pytest.mark.parametrize(("doc", "error", "says"), [
-    ({"version": 2, "agent": "a"}, NewerCheckpointError, "checkpoint version 2 is newer than this vigil reads (1)"),
+    ({"version": 3, "agent": "a"}, NewerCheckpointError, "checkpoint version 3 is newer than this vigil reads (2)"),
     ({"version": -1, "agent": "a"}, CheckpointError, "non-negative integer, got -1"),
     ({"version": "1", "agent": "a"}, CheckpointError, "non-negative integer, got '1'"),
     ({"version": 1, "agent": "a", "window": {}, "analysis": None, "policy": None, "extra": 1}, CheckpointError,

@@ -97,7 +97,9 @@ async def test_leader_rolls_back_a_harmful_canary_on_the_cluster(
         records = [(agent.encode(), json.dumps(e).encode(), None) for e in events]
         await asyncio.to_thread(produce, broker.bootstrap, settings.topic, records)
         # the step first, then the rollback: weights back to stable in one write, the canary scaled to zero
-        state = await wait(lambda: (s := read(emu, agent))["status"].get("phase") == "RolledBack" and s, 120, runs)
+        # the status is written before the Event: wait for both, or a read between the two sees only one
+        state = await wait(lambda: (s := read(emu, agent))["status"].get("phase") == "RolledBack"
+                           and ("RolledBack", "Warning", agent) in s["events"] and s, 120, runs)
         assert state["weights"] == {f"{agent}-v1": 100, f"{agent}-v2": 0}
         assert state["canary_replicas"] == 0
         status = state["status"]

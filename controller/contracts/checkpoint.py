@@ -5,7 +5,9 @@ so a checkpoint is read as what it is or refused with a clear message, never mis
 
 * the current version is decoded into :class:`Checkpoint` (unknown fields refused, types checked);
 * an older version is migrated first (version 0: the checkpoints written before the schema had a version,
-  whose window counted ``duplicate_partials`` where it now counts ``duplicate_summaries``);
+  whose window counted ``duplicate_partials`` where it now counts ``duplicate_summaries``; version 1: the
+  analysis's rate tests were flat dicts, before they took the detector contract's
+  ``{"detector", "params", "vars"}`` form);
 * a newer version, written by a later vigil, is refused (:class:`CheckpointError`): downgrading a deployment
   must not silently drop or misread the state of its rollouts;
 * bytes that are not a checkpoint at all are refused too.
@@ -15,7 +17,7 @@ so a checkpoint is read as what it is or refused with a clear message, never mis
 True
 >>> decode(zlib.compress(msgspec.msgpack.encode({"version": 99, "agent": "bot"})))
 Traceback (most recent call last):
-controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (1): \
+controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (2): \
 upgrade vigil, or start this deployment on a new --group
 """
 
@@ -31,7 +33,7 @@ from controller.errors import VigilError
 __all__ = ["VERSION", "Checkpoint", "CheckpointError", "NewerCheckpointError", "decode", "encode"]
 
 #: The schema version this vigil writes, and the newest it reads.
-VERSION = 1
+VERSION = 2
 
 
 class CheckpointError(VigilError, ValueError):
@@ -68,8 +70,22 @@ def _v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "window": window, "version": 1}
 
 
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    analysis = doc.get("analysis")
+    if isinstance(analysis, dict) and isinstance(analysis.get("tests"), dict):
+        tests = {}
+        for name, t in analysis["tests"].items():
+            if isinstance(t, dict) and "detector" not in t:  # a version-1 MixtureFisherTest
+                t = {"detector": "mixture_fisher",
+                     "params": {k: t.get(k) for k in ("alpha", "direction", "log_psi")},
+                     "vars": {k: t.get(k) for k in ("log_lr", "max_stat", "counts")}}
+            tests[name] = t
+        analysis = {**analysis, "tests": tests}
+    return {**doc, "analysis": analysis, "version": 2}
+
+
 #: Migrations from each older version to the next one.
-_MIGRATIONS = {0: _v0_to_v1}
+_MIGRATIONS = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 def encode(cp: Checkpoint) -> bytes:
