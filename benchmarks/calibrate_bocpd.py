@@ -1,9 +1,9 @@
-"""Calibrate :class:`detectors.bocpd.BOCPD`'s threshold to a target ARL, by simulation; prints the table.
+"""Calibrate :class:`detectors.change.bocpd.BOCPD`'s threshold to a target ARL, by simulation; prints the table.
 
 Run: ``/tmp/probe-venv/bin/python benchmarks/calibrate_bocpd.py [--streams 4000] [--length 40000]``
 (about 7 minutes on 2 free cores at the defaults), then paste the printed ``CALIBRATION`` into
-``detectors/bocpd.py``. With ``--detector robust_shift`` it calibrates
-:class:`detectors.robust_shift.RobustShift`'s ``floor`` instead (see :func:`robust_shift_table`).
+``detectors/change/bocpd.py``. With ``--detector robust_shift`` it calibrates
+:class:`detectors.change.robust_shift.RobustShift`'s ``floor`` instead (see :func:`robust_shift_table`).
 
 The detector is invariant to ``x -> a x + b`` (``a > 0``: it standardizes by the warm-up's median and MAD),
 so standard normal streams stand for every in-control normal stream. Each of ``--streams`` independent
@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from detectors.bocpd import BOCPD
+from detectors.change.bocpd import BOCPD
 
 TARGETS = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
 GRID = np.round(np.arange(-14.0, 8.0001, 0.25), 2)  # logits of the threshold
@@ -97,7 +97,7 @@ def robust_shift_passages(streams: int, length: int, seed: int) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
     from scipy.ndimage import maximum_filter1d
 
-    from detectors.robust_shift import _MAD_TO_SD, RobustShift, _middle
+    from detectors.change.robust_shift import _MAD_TO_SD, RobustShift, _middle
 
     d = RobustShift()
     k, m0 = d.reference, d.warmup
@@ -137,7 +137,7 @@ def robust_shift_passages(streams: int, length: int, seed: int) -> np.ndarray:
 
 
 def robust_shift_table(args: argparse.Namespace) -> int:
-    from detectors.robust_shift import RobustShift
+    from detectors.change.robust_shift import RobustShift
 
     d = RobustShift()
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from detectors import BernoulliCUSUM, GaussianCUSUM, PageHinkley
-from detectors.arl import (
+from detectors.change.arl import (
     LOW_FRACTION,
     LOW_QUANTILE,
     bernoulli_threshold,

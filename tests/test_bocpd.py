@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors.bocpd import ALPHA0, BETA0, BOCPD, CALIBRATION, KAPPA0, threshold_for_arl
+from detectors.change.bocpd import ALPHA0, BETA0, BOCPD, CALIBRATION, KAPPA0, threshold_for_arl
 from tests.conftest import first_alarm_times
 
 

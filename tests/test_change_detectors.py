@@ -1,5 +1,5 @@
-"""Tests of the single-stream change detectors: ``GaussianCUSUM``, ``BernoulliCUSUM`` (``detectors.cusum``) and
-``PageHinkley`` (``detectors.page_hinkley``).
+"""Tests of the single-stream change detectors: ``GaussianCUSUM``, ``BernoulliCUSUM`` (``detectors.change.cusum``) and
+``PageHinkley`` (``detectors.change.page_hinkley``).
 
 Calibration is checked by simulation, vectorized across streams with each detector's ``first_alarms`` (a
 separate test checks that it is ``update_many``, row by row). Every in-control stream is cut at ``10 * arl``
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from detectors import BernoulliCUSUM, GaussianCUSUM, PageHinkley
 from detectors.base import from_state
-from detectors.cusum import bernoulli_threshold, gaussian_arl, gaussian_threshold, siegmund_arl
+from detectors.change.cusum import bernoulli_threshold, gaussian_arl, gaussian_threshold, siegmund_arl
 
 Sampler = Callable[[np.random.Generator, tuple[int, int]], NDArray[np.float64]]
 Detector = GaussianCUSUM | BernoulliCUSUM | PageHinkley

@@ -1,5 +1,5 @@
 """``vigil detect`` on small CSV files: alarms at a level shift, JSON lines, skipped values, clear errors; and
-its default detector, :class:`detectors.robust_shift.RobustShift` (its ARL, its self-calibration)."""
+its default detector, :class:`detectors.change.robust_shift.RobustShift` (its ARL, its self-calibration)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from controller.cli import main
 from controller.tools.detect import DEFAULT_DETECTOR, read_series
-from detectors.robust_shift import RobustShift, floor_for_arl
+from detectors.change.robust_shift import RobustShift, floor_for_arl
 from tests.conftest import first_alarm_times
 
 VIGIL = [sys.executable, "-m", "controller.cli"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors import AlphaBudget, SegmentBudget
+from detectors.alpha import AlphaBudget, SegmentBudget
 
 __all__ = ["SEGMENT_SHARE", "RolloutBudget"]
 

@@ -32,7 +32,8 @@ from controller.config import Analysis
 from controller.contracts.decisions import Evidence
 from controller.ingest.buckets import Bucket
 from controller.ingest.catalog import CATALOG, spec_for
-from detectors import AlphaBudget, MixtureFisherTest, SegmentBudget, fisher_log_lr
+from detectors.alpha import AlphaBudget, SegmentBudget
+from detectors.mixture_fisher import MixtureFisherTest, fisher_log_lr
 
 __all__ = ["SEGMENT_SHARE", "CanaryAnalysis", "TestKey", "TestResult"]
 

@@ -11,7 +11,7 @@ threshold ``lambda``, which implementations leave as a magic number (river: ``th
   the mean, and its statistic is a CUSUM of i.i.d. increments, whose ARL can be computed;
 * ``delta`` is in units of the noise scale ``sigma`` (given, or estimated by the MAD of a warm-up), and
   ``lambda = h * sigma / (2 delta)`` where ``h`` is the exact Gaussian CUSUM threshold for ``arl`` (see
-  (:mod:`detectors.arl`): the test with tolerance ``delta`` is the log-likelihood-ratio CUSUM for a shift of
+  (:mod:`detectors.change.arl`): the test with tolerance ``delta`` is the log-likelihood-ratio CUSUM for a shift of
   ``2 delta`` sigma, in the data's units.
 
 river's ``alpha`` (a forgetting factor on ``m_T``) is left out on purpose: with it ``m_T`` is no longer a
@@ -26,10 +26,10 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detectors.arl import H_MAX, gaussian_threshold_est, robust_rows
 from detectors.base import check_positive
-from detectors.cusum import CUSUMDetector, Direction, check_sides, check_warmup
-from detectors.lindley import F64, SCALE, q1, quantize
+from detectors.change.arl import H_MAX, gaussian_threshold_est, robust_rows
+from detectors.change.cusum import CUSUMDetector, Direction, check_sides, check_warmup
+from detectors.change.lindley import F64, SCALE, q1, quantize
 
 __all__ = ["PageHinkley"]
 
@@ -65,7 +65,7 @@ class PageHinkley(CUSUMDetector):
     warm-up is independent of every later residual (it depends on the warm-up only through deviations from
     its mean), so given the estimate the increments are i.i.d. Gaussian with a wrong scale, and the segment
     (up to the next alarm) has its own, *conditional*, ARL: shorter for a low estimate, far longer for a high
-    one. The threshold is raised as for :class:`~detectors.cusum_gaussian.GaussianCUSUM` with an estimated sigma,
+    one. The threshold is raised as for :class:`~detectors.change.cusum_gaussian.GaussianCUSUM` with an estimated sigma,
     until over in-control Gaussian warm-ups (i) at least 90 % give a conditional ARL of at least ``arl / 2``,
     (ii) at least half give one of at least ``arl``, and (iii) the mean run length (runs beyond ``10 * arl``
     counted as ``10 * arl``) is at least ``arl``. (i) binds at the default warm-up of 200: ``h`` = 9.12 nats

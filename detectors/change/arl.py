@@ -14,7 +14,7 @@ in-control stream:
   the ARL by 0.8 % at ``delta = 1``, 6 % at ``delta = 2`` and 50 % at ``delta = 4`` (checked against the
   integral equation), so a threshold taken from it would miss the target.
 * With parameters estimated from a warm-up, :func:`gaussian_threshold_est` raises the known-parameter
-  threshold until criteria over simulated warm-ups hold (see :class:`~detectors.cusum_gaussian.GaussianCUSUM`),
+  threshold until criteria over simulated warm-ups hold (see :class:`~detectors.change.cusum_gaussian.GaussianCUSUM`),
   the warm-ups estimated as the detectors do (:func:`robust_rows`).
 * For the Bernoulli, the increments take two values; rounding the upward one *up* to a fine lattice gives a
   CUSUM that is pathwise at least as large, whose ARL is the exact solution of a banded linear system
@@ -181,7 +181,7 @@ def _truncated_mean_rl(warmup: int, L: F64, horizon: float) -> float:
 def gaussian_threshold_est(arl: float, delta: float, up: bool, down: bool, warmup: int, est_mu: bool,
                             est_sigma: bool, low_fraction: float = LOW_FRACTION) -> float:
     """The Gaussian threshold when ``mu`` and/or ``sigma`` come from a warm-up (see
-    :class:`~detectors.cusum_gaussian.GaussianCUSUM`).
+    :class:`~detectors.change.cusum_gaussian.GaussianCUSUM`).
 
     The known-parameter threshold, raised until (i) the conditional ARL given the warm-up's estimates is at
     least ``low_fraction * arl`` for at least 90 % of the warm-ups (``LOW_QUANTILE``), (ii) it is at least

@@ -2,15 +2,15 @@
 
 A detector runs one or two one-sided Lindley recursions ``S_t = max(0, S_{t-1} + z_t)`` on log-likelihood-ratio
 increments ``z_t = log f1(x_t) / f0(x_t)`` and alarms when ``S_t >= h``, ``h`` set from the target ``arl``
-(:mod:`detectors.arl`). The statistic is in fixed point, which makes ``update_many`` and repeated
-``update`` agree bit for bit (:mod:`detectors.lindley`). Here: the base class, with the warm-up after each
+(:mod:`detectors.change.arl`). The statistic is in fixed point, which makes ``update_many`` and repeated
+``update`` agree bit for bit (:mod:`detectors.change.lindley`). Here: the base class, with the warm-up after each
 (re)start and the block loop of ``update_many`` (flat prefix sums, the column layout for long blocks, one
 observation at a time while alarms come in quick succession). The detectors on it:
-:class:`~detectors.cusum_gaussian.GaussianCUSUM`, :class:`~detectors.cusum_bernoulli.BernoulliCUSUM` and
-:class:`~detectors.page_hinkley.PageHinkley`.
+:class:`~detectors.change.cusum_gaussian.GaussianCUSUM`, :class:`~detectors.change.cusum_bernoulli.BernoulliCUSUM` and
+:class:`~detectors.change.page_hinkley.PageHinkley`.
 
 The names this module held before the split stay importable from it: the threshold functions, re-exported
-from :mod:`detectors.arl`, and the two detectors (imported on first use: their modules import this one).
+from :mod:`detectors.change.arl`, and the two detectors (imported on first use: their modules import this one).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detectors.arl import bernoulli_threshold, gaussian_arl, gaussian_threshold, siegmund_arl
 from detectors.base import ChangeDetector, check_positive
-from detectors.lindley import (
+from detectors.change.arl import bernoulli_threshold, gaussian_arl, gaussian_threshold, siegmund_arl
+from detectors.change.lindley import (
     F64,
     I64,
     ROWS,
@@ -69,7 +69,7 @@ class CUSUMDetector(ChangeDetector):
     _down: bool = False
     _h: float = math.inf
     #: The increments are ``q - _cu`` (up) and ``-q - _cd`` (down) with ``q = floor(clip(t))`` and ``t`` the
-    #: term :meth:`_fill` computes, in units of 2**-30 nats (see :func:`~detectors.lindley.split`).
+    #: term :meth:`_fill` computes, in units of 2**-30 nats (see :func:`~detectors.change.lindley.split`).
     _cu: int = 0
     _cd: int = 0
     #: The increments are a function of each observation alone (so they may be computed in any order).
@@ -433,11 +433,11 @@ def check_warmup(warmup: int, least: int) -> int:
 def __getattr__(name: str) -> Any:
     """``GaussianCUSUM`` and ``BernoulliCUSUM``, which lived in this module: imported on first use."""
     if name == "GaussianCUSUM":
-        from detectors.cusum_gaussian import GaussianCUSUM
+        from detectors.change.cusum_gaussian import GaussianCUSUM
 
         return GaussianCUSUM
     if name == "BernoulliCUSUM":
-        from detectors.cusum_bernoulli import BernoulliCUSUM
+        from detectors.change.cusum_bernoulli import BernoulliCUSUM
 
         return BernoulliCUSUM
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """The CUSUM for a shift of the mean of a Gaussian stream: :class:`GaussianCUSUM`.
 
-Its threshold is the root of the exact ARL of the Gaussian CUSUM (:func:`detectors.arl.gaussian_threshold`),
-raised when ``mu`` or ``sigma`` come from a warm-up (:func:`detectors.arl.gaussian_threshold_est`); the
-recursion is :class:`detectors.cusum.CUSUMDetector`'s.
+Its threshold is the root of the exact ARL of the Gaussian CUSUM (:func:`detectors.change.arl.gaussian_threshold`),
+raised when ``mu`` or ``sigma`` come from a warm-up (:func:`detectors.change.arl.gaussian_threshold_est`); the
+recursion is :class:`detectors.change.cusum.CUSUMDetector`'s.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detectors.arl import H_MAX, gaussian_threshold_est, robust_rows
 from detectors.base import check_finite, check_positive
-from detectors.cusum import CUSUMDetector, Direction, check_sides, check_warmup
-from detectors.lindley import F64, SCALE, q1, quantize
+from detectors.change.arl import H_MAX, gaussian_threshold_est, robust_rows
+from detectors.change.cusum import CUSUMDetector, Direction, check_sides, check_warmup
+from detectors.change.lindley import F64, SCALE, q1, quantize
 
 __all__ = ["GaussianCUSUM"]
 
@@ -46,7 +46,7 @@ class GaussianCUSUM(CUSUMDetector):
 
     Guarantee and threshold. With ``mu`` and ``sigma`` given, the average run length to a false alarm of an
     in-control Gaussian stream is at least ``arl``: the threshold is the root of the exact ARL (the CUSUM's
-    integral equation, see :func:`~detectors.arl.gaussian_arl`), ``2 * arl`` per side when two-sided. That is
+    integral equation, see :func:`~detectors.change.arl.gaussian_arl`), ``2 * arl`` per side when two-sided. That is
     sharper than Lorden's ``log(arl)`` (7.36 nats against 9.21 at ``arl=10_000``, ``delta=1``: about 4
     observations less delay for a 1-sigma shift), and safe where Siegmund's approximation is not.
 

@@ -1,7 +1,7 @@
 """The CUSUM for a change of the rate of a 0/1 stream: :class:`BernoulliCUSUM`.
 
 Its threshold is the smallest whose lattice lower bound on the ARL reaches the target
-(:func:`detectors.arl.bernoulli_threshold`); the recursion is :class:`detectors.cusum.CUSUMDetector`'s.
+(:func:`detectors.change.arl.bernoulli_threshold`); the recursion is :class:`detectors.change.cusum.CUSUMDetector`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detectors.arl import bernoulli_steps, bernoulli_threshold
 from detectors.base import check_positive, check_probability
-from detectors.cusum import CUSUMDetector, check_warmup
-from detectors.lindley import F64, SCALE, first_rows, q1
+from detectors.change.arl import bernoulli_steps, bernoulli_threshold
+from detectors.change.cusum import CUSUMDetector, check_warmup
+from detectors.change.lindley import F64, SCALE, first_rows, q1
 
 __all__ = ["BernoulliCUSUM"]
 
@@ -44,8 +44,8 @@ class BernoulliCUSUM(CUSUMDetector):
 
     Guarantee and threshold. With ``p0`` given, the ARL to a false alarm on an in-control stream is at least
     ``arl``, rigorously: the threshold is the smallest whose lattice lower bound on the ARL reaches ``arl``
-    (see :func:`~detectors.arl.bernoulli_threshold`); it is lower than Lorden's ``log(arl)`` (6.45 against 9.21 nats for
-    0.2 -> 0.4 at ``arl=10_000``), which it falls back to for rates below about 1e-4.
+    (see :func:`~detectors.change.arl.bernoulli_threshold`); it is lower than Lorden's ``log(arl)`` (6.45
+    against 9.21 nats for 0.2 -> 0.4 at ``arl=10_000``), which it falls back to for rates below about 1e-4.
 
     With ``p0`` estimated it is approximate: the threshold is the one for the estimate, as if it were the
     truth (computed at the end of each warm-up, cached per event count). An underestimated rate shortens

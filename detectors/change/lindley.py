@@ -7,7 +7,7 @@ associative, so the prefix form ``S_t = C_t - min(0, min_{s<=t} C_s)`` (``C`` th
 :func:`first_rows`): a vectorized pass and one observation at a time agree bit for bit, whatever the
 chunking. Long blocks sum within columns of 32 observations in float64, whose integers are exact below
 2**53: see :class:`Columns`. The block loop that drives these kernels is
-:class:`detectors.cusum.CUSUMDetector`'s ``update_many``.
+:class:`detectors.change.cusum.CUSUMDetector`'s ``update_many``.
 
 >>> z = np.array([0, 3, -5, 2, 4], dtype=np.int64)  # z[0] is scratch; then the increments 3, -5, 2, 4
 >>> lindley(z, 0, np.empty_like(z))
@@ -32,7 +32,7 @@ I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 
 SCALE = 2.0**30  # fixed point: the statistic is an integer count of 2**-30 nats
-_CLIP = 2.0**14 * SCALE  # increments are clipped to +-16384 nats (an alarm needs far less: detectors.arl.H_MAX)
+_CLIP = 2.0**14 * SCALE  # increments are clipped to +-16384 nats (an alarm needs far less: detectors.change.arl.H_MAX)
 ROWS = 32  # column layout: observation t of a block is row t % 32 of column t // 32
 _TILE = 128  # columns per transposition tile: a cache-sized tile copies about twice as fast as one strided copy
 _SAFE = 2.0**42  # column sums below this in size show that no term needed clipping (see Columns)
