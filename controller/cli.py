@@ -60,7 +60,8 @@ def _replay(args: argparse.Namespace) -> int:
             out.flush()
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(stats.invalid_reasons.items(), key=lambda kv: -kv[1]))
     print(f"replay: {stats.events} events, {stats.invalid} invalid{f' ({reasons})' if reasons else ''}, "
-          f"{stats.late} late, {count} decisions", file=sys.stderr)
+          f"{stats.late} late, {count} decisions, {stats.withheld} rollbacks withheld by spec.rollback",
+          file=sys.stderr)
     return 0
 
 

@@ -80,7 +80,7 @@ def test_the_analysis_and_the_detector_reach_the_same_statistics(slower: float) 
         state = detector.to_state()["vars"]
         per_quantile = np.asarray(state["log_lr"]).reshape(2, -1)
         for name, lr in zip(names, per_quantile, strict=True):
-            assert analysis.tests[name].to_state()["log_lr"] == pytest.approx(lr.tolist(), abs=1e-9)
+            assert analysis.tests[name].to_state()["vars"]["log_lr"] == pytest.approx(lr.tolist(), abs=1e-9)
         # the detector's statistic is the average of the quantile tests' likelihood ratios
         stats = [analysis.tests[n].statistic for n in names]
         assert detector.statistic == pytest.approx(math.log(sum(math.exp(s) for s in stats) / 2), abs=1e-9)

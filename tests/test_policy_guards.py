@@ -7,6 +7,7 @@ actuator and ``vigil replay`` share them: the last tests check that both withhol
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 import controller.replay as replay_module
+from controller.cli import main
 from controller.config import RollbackPolicy, Rollout, parse_rollout
 from controller.contracts.decisions import Decision, iso
 from controller.policy.guards import RollbackGuard, withheld_because
@@ -168,6 +170,23 @@ def test_replay_withholds_what_the_live_actuator_withholds(rollback: dict[str, A
     monkeypatch.setattr(replay_module, "Aggregator", _Aggregator)
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"")
-    replayed = list(replay_module.replay(path, [r]))
+    stats = replay_module.ReplayStats()
+    replayed = list(replay_module.replay(path, [r], stats))
     assert replayed == live
     assert any(d.action == "alert" for d in live)
+    assert stats.withheld == sum(d.action == "alert" for d in live)
+
+
+def test_the_replay_summary_counts_the_withheld_rollbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(replay_module, "Engine", _Engine)
+    monkeypatch.setattr(replay_module, "Aggregator", _Aggregator)
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "rollout.yaml").write_text(json.dumps({
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": "bot"},
+        "spec": {"agent": "bot", "stable": {"version": "v1"}, "canary": {"version": "v2"},
+                 "rollback": {"maxActions": 2}}}))
+    assert main(["replay", str(tmp_path / "empty.jsonl"), "--config", str(tmp_path / "rollout.yaml"),
+                 "--output", str(tmp_path / "out.jsonl")]) == 0
+    # six rollbacks, two carried out (maxActions), four withheld as alerts
+    assert f"{len(TIMES)} decisions, {len(TIMES) - 2} rollbacks withheld by spec.rollback" in capsys.readouterr().err
