@@ -183,6 +183,9 @@ class Analysis(_Settings, frozen=True):
     """Seconds of event time after which a source partition's last progress report no longer holds the watermark."""
     window: Duration = 60.0
     """Seconds of event time in the sliding window of ``/api/v1/agents`` and the demo."""
+    change_every: Duration = 60.0
+    """Event time between two fresh starts of each test, so a harm that begins late is judged on what follows it;
+    0: every test counts its evidence from the start of the analysis only."""
     metrics: tuple[MetricOverride, ...] = ()
     """Metrics to monitor; empty means every metric present in the events, with catalog defaults."""
     segments: tuple[Dimension, ...] = ()

@@ -26,7 +26,7 @@ from scipy.special import gammaln, logsumexp
 
 from detectors.base import TableTest, check_probability
 
-__all__ = ["MixtureFisherTest", "fisher_log_lr", "default_log_psi"]
+__all__ = ["MixtureFisherTest", "default_log_psi", "fisher_log_lr", "start_log_weight"]
 
 Direction = Literal["increase", "decrease"]
 
@@ -43,6 +43,14 @@ def _lse(x: NDArray[np.float64]) -> float:
     if not math.isfinite(m):
         return m
     return m + math.log(float(np.sum(np.exp(x - m))))
+
+
+def _lse_rows(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """log(sum(exp(row))) of each row, as :func:`_lse` computes it (so one update and a batch agree exactly)."""
+    top = x.max(axis=1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    out: NDArray[np.float64] = np.where(np.isfinite(top), safe + np.log(np.exp(x - safe[:, None]).sum(axis=1)), top)
+    return out
 
 
 def _log_choose(n: NDArray[np.float64], k: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -89,11 +97,37 @@ def fisher_log_lr(n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike
     return out
 
 
+def start_log_weight(m: int, change_every: int) -> float:
+    """Log prior weight of the mixture's ``m``-th start (start 0 at the first table, start ``m`` at table
+    ``m * change_every + 1``): all of it on the first start without fresh starts, else half on it and
+    ``1 / (2 m (m + 1))`` on start ``m``, so that the weights sum to one.
+
+    >>> start_log_weight(0, 0), round(start_log_weight(0, 60), 4), round(start_log_weight(3, 60), 4)
+    (0.0, -0.6931, -3.1781)
+    """
+    if change_every == 0:
+        return 0.0 if m == 0 else -math.inf
+    return -math.log(2.0) if m == 0 else -math.log(2.0 * m * (m + 1))
+
+
 class MixtureFisherTest(TableTest):
     """Mixture SPRT for a harmful change in a rate, canary against baseline, on stratified 2x2 tables.
 
     Guarantee: under the null (within each table, canary and baseline outcomes exchangeable) the
-    probability that the test ever alarms, over an unbounded watch, is at most ``alpha``.
+    probability that the test ever alarms, over an unbounded watch, is at most ``alpha``; with
+    ``change_every`` too, whenever the harm begins.
+
+    The statistic is the log of the average, over the grid of odds ratios ``psi`` and over the starts,
+    of the likelihood ratio of the tables since each start. Without ``change_every`` there is one start,
+    the first table: evidence accumulates from the beginning and never forgets, so a harm that begins after
+    a long healthy stretch must first make up for the evidence of health gathered before it. With
+    ``change_every = k``, a fresh start is added every ``k`` tables (start ``m`` at table ``m k + 1``, prior
+    weight ``1 / (2 m (m + 1))``; the first start keeps half the weight): a harm that begins at table ``t``
+    is judged from the first start after it, at a cost of ``log(2 m (m + 1))`` nats of evidence instead of
+    all the healthy history before it. The weights sum to one and each start's likelihood ratio has mean
+    one under the null, so the average is a nonnegative martingale of mean one (a mixture over change
+    times in the sense of Shiryaev-Roberts and of the e-detectors of Shin, Ramdas and Rinaldo): by Ville's
+    inequality it ever reaches ``1/alpha`` with probability at most ``alpha``, over an unbounded watch.
 
     Parameters
     ----------
@@ -105,6 +139,9 @@ class MixtureFisherTest(TableTest):
     log_psi:
         The grid of log odds ratios the mixture averages over (uniform weights); by default twelve
         points from 1.1x to 10x in the harmful direction.
+    change_every:
+        Tables (updates) between two fresh starts of the mixture; 0 (the default): none, the evidence is
+        counted from the first table only.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(7)
@@ -113,55 +150,93 @@ class MixtureFisherTest(TableTest):
     ...     _ = test.update(5, int(rng.binomial(5, 0.40)), 45, int(rng.binomial(45, 0.12)))
     >>> test.alarm, test.p_value < 0.01
     (True, True)
+
+    A healthy hour, then the same harm: the fresh starts judge it on what came after it began.
+
+    >>> plain, fresh = MixtureFisherTest(alpha=0.01), MixtureFisherTest(alpha=0.01, change_every=60)
+    >>> def table(p):
+    ...     return 5, int(rng.binomial(5, p)), 45, int(rng.binomial(45, 0.12))
+    >>> for t in range(3600):
+    ...     _ = plain.update(*(tab := table(0.12))), fresh.update(*tab)
+    >>> delays = {}
+    >>> for t in range(600):
+    ...     tab = table(0.40)
+    ...     for name, test in (("plain", plain), ("fresh", fresh)):
+    ...         if not test.alarm and test.update(*tab):
+    ...             delays[name] = t
+    >>> delays["fresh"] < delays["plain"]
+    True
     """
 
     name: ClassVar[str] = "mixture_fisher"
 
     def __init__(self, alpha: float = 0.01, direction: Direction = "increase",
-                 log_psi: ArrayLike | None = None) -> None:
+                 log_psi: ArrayLike | None = None, change_every: int = 0) -> None:
         alpha = check_probability("alpha", alpha)
         if direction not in ("increase", "decrease"):
             raise ValueError(f"direction must be 'increase' or 'decrease', got {direction!r}")
         grid = default_log_psi(direction) if log_psi is None else np.asarray(log_psi, dtype=np.float64)
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
             raise ValueError("log_psi must be a non-empty 1-D array of finite numbers")
+        if isinstance(change_every, bool) or not isinstance(change_every, int | np.integer) or change_every < 0:
+            raise ValueError(f"change_every must be an integer >= 0, got {change_every!r}")
         self._alpha = float(alpha)
         self._direction: Direction = direction
         self._grid = grid
+        self._every = int(change_every)
         self.reset()
 
     def reset(self) -> None:
-        self._log_lr = np.zeros(self._grid.size)
+        # per psi, the log of sum over the starts so far of weight * likelihood ratio since the start
+        self._log_lr = np.full(self._grid.size, start_log_weight(0, self._every))
+        self._n = 0  # tables (updates) seen
         self._max_stat = 0.0
         self._counts = np.zeros(4)  # n_c, k_c, n_s, k_s summed over every table seen
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
-        return {"alpha": 0.05}
+        return {"alpha": 0.05, "change_every": 7}
 
     @classmethod
     def _invalid_params(cls) -> list[tuple[dict[str, Any], str]]:
         return [({"alpha": 0.0}, "alpha"), ({"alpha": 1.5}, "alpha"), ({"direction": "up"}, "direction"),
-                ({"log_psi": []}, "log_psi"), ({"log_psi": [0.1, float("inf")]}, "log_psi")]
+                ({"log_psi": []}, "log_psi"), ({"log_psi": [0.1, float("inf")]}, "log_psi"),
+                ({"change_every": -1}, "change_every"), ({"change_every": 2.5}, "change_every")]
+
+    def _start_weight(self, n: int) -> float:
+        """Log weight of the fresh start at table ``n + 1`` (the next one after ``n`` seen); -inf if none."""
+        k = self._every
+        if k == 0 or n == 0 or n % k:
+            return -math.inf
+        return start_log_weight(n // k, k)
 
     # -- updates -------------------------------------------------------------------------------------
     def update_many(self, n_c: ArrayLike, k_c: ArrayLike, n_s: ArrayLike, k_s: ArrayLike) -> bool:
         """Add several tables at once (vectorized; the same result as one ``update`` each)."""
         inc = fisher_log_lr(n_c, k_c, n_s, k_s, self._grid)
-        if inc.shape[0] == 0:
-            return self.alarm
-        # the running maximum must see every intermediate point, as repeated updates would
-        path = self._log_lr[None, :] + np.cumsum(inc, axis=0)
-        stats = logsumexp(path, axis=1) - math.log(self._grid.size)
-        self._log_lr = path[-1]
-        self._max_stat = max(self._max_stat, float(np.max(stats)))
+        self._advance(inc)
         self._counts += np.array([np.sum(n_c), np.sum(k_c), np.sum(n_s), np.sum(k_s)], dtype=np.float64)
         return self.alarm
 
+    def _advance(self, inc: NDArray[np.float64]) -> None:
+        """Take the ``(T, G)`` increments of ``T`` tables, in runs between fresh starts."""
+        pos, total = 0, inc.shape[0]
+        while pos < total:
+            w = self._start_weight(self._n)
+            if w > -math.inf:
+                self._log_lr = np.logaddexp(self._log_lr, w)
+            run = total - pos if self._every == 0 else min(total - pos, self._every - self._n % self._every)
+            # the running maximum must see every intermediate point, as repeated updates would
+            path = self._log_lr[None, :] + np.cumsum(inc[pos:pos + run], axis=0)
+            stats = _lse_rows(path) - math.log(self._grid.size)
+            self._log_lr = path[-1]
+            self._max_stat = max(self._max_stat, float(np.max(stats)))
+            self._n += run
+            pos += run
+
     def add(self, log_lr: ArrayLike, n_c: float, k_c: float, n_s: float, k_s: float) -> None:
-        """Add precomputed increments (one row of :func:`fisher_log_lr`, summed over strata)."""
-        self._log_lr = self._log_lr + np.asarray(log_lr, dtype=np.float64)
-        self._max_stat = max(self._max_stat, self.statistic)
+        """Add precomputed increments (one row of :func:`fisher_log_lr`, summed over strata) as one table."""
+        self._advance(np.asarray(log_lr, dtype=np.float64).reshape(1, -1))
         c = self._counts
         c[0] += n_c
         c[1] += k_c
@@ -184,14 +259,15 @@ class MixtureFisherTest(TableTest):
             raise ValueError("log_lr must be (tests, grid) and counts (tests, 4)")
         if any(t._grid.size != size for t in tests):
             raise ValueError("the tests must share one grid")
-        cur = np.stack([t._log_lr for t in tests]) + inc
-        top = cur.max(axis=1)
-        sums = np.exp(cur - top[:, None]).sum(axis=1)
-        log_g = math.log(tests[0]._grid.size)
-        for t, row, m, s, c in zip(tests, cur, top.tolist(), sums.tolist(), cnt, strict=True):
+        cur = np.stack([t._log_lr for t in tests])
+        fresh = np.array([t._start_weight(t._n) for t in tests])
+        if np.any(fresh > -math.inf):
+            cur = np.logaddexp(cur, fresh[:, None])
+        cur += inc
+        stats = (_lse_rows(cur) - math.log(size)).tolist()
+        for t, row, stat, c in zip(tests, cur, stats, cnt, strict=True):
             t._log_lr = row.copy()  # a view would keep the whole batch alive
-            # as in _lse, so that the statistic is the one a single add would reach
-            stat = (m + math.log(s) if math.isfinite(m) else m) - log_g
+            t._n += 1
             if stat > t._max_stat:
                 t._max_stat = stat
             t._counts = t._counts + c
@@ -221,6 +297,16 @@ class MixtureFisherTest(TableTest):
         return self._direction
 
     @property
+    def change_every(self) -> int:
+        """Tables between two fresh starts of the mixture (0: none)."""
+        return self._every
+
+    @property
+    def n(self) -> int:
+        """Tables (updates) seen since the last reset."""
+        return self._n
+
+    @property
     def log_psi(self) -> NDArray[np.float64]:
         return self._grid.copy()
 
@@ -232,15 +318,18 @@ class MixtureFisherTest(TableTest):
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {"alpha": self._alpha, "direction": self._direction, "log_psi": self._grid.tolist()}
+        return {"alpha": self._alpha, "direction": self._direction, "log_psi": self._grid.tolist(),
+                "change_every": self._every}
 
     def _vars(self) -> dict[str, Any]:
-        return {"log_lr": self._log_lr.tolist(), "max_stat": self._max_stat, "counts": self._counts.tolist()}
+        return {"log_lr": self._log_lr.tolist(), "n": self._n, "max_stat": self._max_stat,
+                "counts": self._counts.tolist()}
 
     def _load(self, state: dict[str, Any]) -> None:
         log_lr = np.asarray(state["log_lr"], dtype=np.float64)
         if log_lr.shape != self._grid.shape:
             raise ValueError(f"log_lr has {log_lr.size} values for a grid of {self._grid.size}")
         self._log_lr = log_lr
+        self._n = int(state.get("n", 0))  # absent from version-1 checkpoints, whose tests had no fresh starts
         self._max_stat = float(state["max_stat"])
         self._counts = np.asarray(state["counts"], dtype=np.float64)

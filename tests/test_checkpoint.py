@@ -15,6 +15,7 @@ import pytest
 from controller.actuators.memory import InMemoryCluster
 from controller.contracts import checkpoint
 from controller.contracts.checkpoint import Checkpoint, CheckpointError, NewerCheckpointError
+from controller.engine.core import Engine
 from controller.errors import VigilError
 from controller.runtime.kafka import ensure_topics
 from controller.runtime.pipeline import decode_state, encode_state
@@ -48,16 +49,23 @@ def _flat_tests(analysis: dict[str, Any] | None) -> dict[str, Any] | None:
     """The analysis as versions 0 and 1 wrote it: each rate test a flat dict, before the detector contract."""
     if analysis is None:
         return None
-    flat = {n: {**t["params"], **t["vars"]} for n, t in analysis["tests"].items()}
+    flat = {n: {k: v for k, v in {**t["params"], **t["vars"]}.items() if k not in ("change_every", "n")}
+            for n, t in analysis["tests"].items()}
     return {**analysis, "tests": flat}
 
 
+def before_fresh_starts() -> Engine:
+    """:func:`configured`'s rollouts as versions 0 and 1 ran them: no fresh starts (``changeEvery: 0``)."""
+    return Engine([msgspec.structs.replace(r, analysis=msgspec.structs.replace(r.analysis, change_every=0.0))
+                   for r in configured().rollouts.values()])
+
+
 def test_an_unversioned_checkpoint_is_migrated_and_decides_exactly_as_before(stream: list[Any]) -> None:
-    expected = run(configured(), stream)
+    expected = run(before_fresh_starts(), stream)
     at = int(len(stream) * 0.3)
-    first = configured()
+    first = before_fresh_starts()
     before = run(first, stream[:at], flush=False)
-    second = configured()
+    second = before_fresh_starts()
     for agent in first.agents:
         state = first.agent_state(agent)
         window = dict(state["window"])
@@ -72,15 +80,18 @@ def test_an_unversioned_checkpoint_is_migrated_and_decides_exactly_as_before(str
 
 
 def test_a_version_1_checkpoint_is_migrated_and_decides_exactly_as_before(stream: list[Any]) -> None:
-    expected = run(configured(), stream)
+    expected = run(before_fresh_starts(), stream)
     at = int(len(stream) * 0.4)
-    first = configured()
+    first = before_fresh_starts()
     before = run(first, stream[:at], flush=False)
-    second = configured()
+    second = before_fresh_starts()
     migrated_tests = 0
     for agent in first.agents:
         state = first.agent_state(agent)
         migrated = decode_state(_raw({**state, "version": 1, "analysis": _flat_tests(state["analysis"])}))
+        for t in (state["analysis"] or {}).get("tests", {}).values():
+            assert t["params"]["change_every"] == 0
+            t["vars"]["n"] = 0  # version 1 did not count tables: without fresh starts nothing reads the count
         assert msgspec.json.encode(migrated) == msgspec.json.encode(state)  # exactly what was saved
         migrated_tests += len((state["analysis"] or {}).get("tests", {}))
         second.load_agent(migrated)

@@ -22,7 +22,7 @@ from scipy.special import logsumexp
 from scipy.stats import hypergeom, nchypergeom_fisher
 
 from detectors import AlphaBudget, MixtureFisherTest, SegmentBudget, fisher_log_lr
-from detectors.mixture_fisher import default_log_psi
+from detectors.mixture_fisher import default_log_psi, start_log_weight
 
 Table = tuple[int, int, int, int]
 
@@ -230,22 +230,6 @@ def test_add_of_summed_strata_matches_update_many_at_the_end(buckets: list[list[
     assert added.counts == updated.counts
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.none(), tables()), min_size=3, max_size=3), max_size=12))
-def test_add_each_is_add_on_each_test(steps: list[list[Table | None]]) -> None:
-    grid = default_log_psi()
-    one, each = [MixtureFisherTest() for _ in range(3)], [MixtureFisherTest() for _ in range(3)]
-    for row in steps:
-        live = [i for i, table in enumerate(row) if table is not None]
-        tabs = [row[i] for i in live]
-        lr = fisher_log_lr(*columns(tabs), grid)  # type: ignore[arg-type]
-        for i, j in enumerate(live):
-            one[j].add(lr[i], *tabs[i])  # type: ignore[misc]
-        MixtureFisherTest.add_each([each[j] for j in live], lr, np.asarray(tabs, dtype=np.int64).reshape(-1, 4))
-    for a, b in zip(one, each, strict=True):
-        assert a.to_state() == b.to_state() and a.statistic == b.statistic and a.alarm == b.alarm
-
-
 def test_add_each_refuses_mismatched_shapes_and_grids() -> None:
     tests = [MixtureFisherTest(), MixtureFisherTest()]
     with pytest.raises(ValueError, match="log_lr"):
@@ -389,6 +373,112 @@ def test_power_decrease_and_one_sidedness() -> None:
     k_c, k_s = rng.binomial(n_c, 0.3), rng.binomial(n_s, 0.6)
     assert float(stream_alarms(n_c, k_c, n_s, k_s, alpha, "decrease").mean()) >= 0.95
     assert float(stream_alarms(n_c, k_c, n_s, k_s, alpha, "increase").mean()) <= three_se(alpha, streams)
+
+
+# --- MixtureFisherTest with fresh starts (change_every) ---------------------------------------------------
+def stream_first_alarms(n_c: Counts, k_c: Counts, n_s: Counts, k_s: Counts, alpha: float,
+                        every: int) -> NDArray[np.int64]:
+    """The bucket of each stream's first alarm (-1: none) of the test with a fresh start every ``every``
+    buckets, computed vectorised over streams with :func:`start_log_weight`."""
+    grid = default_log_psi()
+    streams, buckets = n_c.shape
+    inc = fisher_log_lr(n_c.ravel(), k_c.ravel(), n_s.ravel(), k_s.ravel(), grid).reshape(streams, buckets, -1)
+    log_s = np.full((streams, grid.size), start_log_weight(0, every))
+    first = np.full(streams, -1)
+    for b in range(buckets):
+        if every and b and b % every == 0:
+            log_s = np.logaddexp(log_s, start_log_weight(b // every, every))
+        log_s = log_s + inc[:, b]
+        hit = (logsumexp(log_s, axis=1) - math.log(grid.size) >= math.log(1.0 / alpha)) & (first < 0)
+        first[hit] = b
+    return first
+
+
+def test_fresh_starts_vectorised_statistic_is_the_test_statistic() -> None:
+    rng = np.random.default_rng(8)
+    n_c, n_s = rng.integers(0, 8, (6, 300)), rng.integers(5, 40, (6, 300))
+    p = np.where(np.arange(300) < 150, 0.12, 0.3)[None, :]
+    k_c, k_s = rng.binomial(n_c, p), rng.binomial(n_s, 0.12)
+    first = stream_first_alarms(n_c, k_c, n_s, k_s, 0.05, 20)
+    assert (first >= 0).any()
+    for i in range(6):
+        t = MixtureFisherTest(alpha=0.05, change_every=20)
+        got = [j for j, row in enumerate(zip(n_c[i], k_c[i], n_s[i], k_s[i], strict=True))
+               if not t.alarm and t.update(*row)]
+        assert got == ([int(first[i])] if first[i] >= 0 else [])
+
+
+def test_start_weights_sum_to_one() -> None:
+    """The prior over the starts is a probability: the mixture starts as a martingale of mean one."""
+    weights = [math.exp(start_log_weight(m, 60)) for m in range(200_000)]
+    assert math.fsum(weights) == pytest.approx(1.0, abs=1e-5)  # the tail beyond is 1 / (2 * 200000)
+    assert math.fsum(weights) < 1.0
+    assert start_log_weight(0, 0) == 0.0 and start_log_weight(1, 0) == -math.inf
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_fresh_starts_keep_the_false_alarm_rate_over_a_long_watch(every: int) -> None:
+    """1000 null streams x 1000 buckets (100 or 1000 fresh starts), with an upstream incident on both arms
+    and a drifting canary share: the rate of streams that ever alarm stays within alpha."""
+    rng = np.random.default_rng(77)
+    streams, buckets, alpha = 1000, 1000, 0.1
+    total = rng.poisson(12, (streams, buckets))
+    weight = np.clip(rng.uniform(0.05, 0.3, (streams, 1)) * np.linspace(0.5, 1.5, buckets)[None, :], 0.01, 0.9)
+    n_c = rng.binomial(total, weight)
+    n_s = total - n_c
+    p = 0.1 + 0.3 * (np.sin(np.arange(buckets) / 40.0)[None, :] ** 8)
+    k_c, k_s = rng.binomial(n_c, p), rng.binomial(n_s, p)
+    rate = float((stream_first_alarms(n_c, k_c, n_s, k_s, alpha, every) >= 0).mean())
+    assert rate <= three_se(alpha, streams)
+
+
+def test_fresh_starts_catch_a_late_harm_sooner_and_an_early_one_nearly_as_soon() -> None:
+    """An hour of health then a tripled rate: the fresh starts (every 60 buckets) judge it on what came after
+    it began; the plain mixture first makes up for the healthy hour. From the start, the fresh starts cost
+    only their half weight (log 2 nats)."""
+    rng = np.random.default_rng(12)
+    streams, healthy, harmful = 400, 3600, 900
+    buckets = healthy + harmful
+    n_c, n_s = np.full((streams, buckets), 1), np.full((streams, buckets), 9)
+    p = np.where(np.arange(buckets) < healthy, 0.12, 0.36)[None, :]
+    k_c, k_s = rng.binomial(n_c, p), rng.binomial(n_s, 0.12)
+    plain = stream_first_alarms(n_c, k_c, n_s, k_s, 0.01, 0)
+    fresh = stream_first_alarms(n_c, k_c, n_s, k_s, 0.01, 60)
+    for first in (plain, fresh):  # a false alarm in the healthy hour is possible, at most alpha of the time
+        assert float(((first >= 0) & (first < healthy)).mean()) <= three_se(0.01, streams)
+
+    def median_delay(first: NDArray[np.int64]) -> float:
+        return float(np.median(np.where(first >= 0, first - healthy, np.inf)))
+
+    assert median_delay(fresh) < 0.5 * median_delay(plain)
+    early = np.where(np.arange(harmful) < 0, 0.12, 0.36)[None, :]
+    k_c0, k_s0 = rng.binomial(n_c[:, :harmful], early), rng.binomial(n_s[:, :harmful], 0.12)
+    plain0 = stream_first_alarms(n_c[:, :harmful], k_c0, n_s[:, :harmful], k_s0, 0.01, 0)
+    fresh0 = stream_first_alarms(n_c[:, :harmful], k_c0, n_s[:, :harmful], k_s0, 0.01, 60)
+    assert (plain0 >= 0).all() and (fresh0 >= 0).all()
+    assert np.median(fresh0) <= 1.25 * np.median(plain0) + 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), tables()), min_size=3, max_size=3), max_size=12),
+       st.integers(0, 4))
+def test_add_each_is_add_on_each_test(steps: list[list[Table | None]], every: int) -> None:
+    """With and without fresh starts (``every`` 0): the vectorised add, one add each, and updates agree."""
+    grid = default_log_psi()
+    one = [MixtureFisherTest(change_every=every) for _ in range(3)]
+    each = [MixtureFisherTest(change_every=every) for _ in range(3)]
+    updated = [MixtureFisherTest(change_every=every) for _ in range(3)]
+    for row in steps:
+        live = [i for i, table in enumerate(row) if table is not None]
+        tabs = [row[i] for i in live]
+        lr = fisher_log_lr(*columns(tabs), grid)  # type: ignore[arg-type]
+        for i, j in enumerate(live):
+            one[j].add(lr[i], *tabs[i])  # type: ignore[misc]
+            updated[j].update(*tabs[i])  # type: ignore[misc]
+        MixtureFisherTest.add_each([each[j] for j in live], lr, np.asarray(tabs, dtype=np.int64).reshape(-1, 4))
+    for a, b, c in zip(one, each, updated, strict=True):
+        assert a.to_state() == b.to_state() and a.alarm == b.alarm == c.alarm and a.n == b.n == c.n
+        assert c.statistic == pytest.approx(a.statistic, rel=1e-9, abs=1e-9)
 
 
 # --- AlphaBudget ----------------------------------------------------------------------------------------

@@ -450,3 +450,18 @@ def test_a_fault_in_one_tenant_is_rolled_back_with_segments_end_to_end(tmp_path:
     assert rb.examples and set(rb.examples) <= harmed
     # the pooled tests alone act later, if at all
     assert not pooled or epoch(pooled[-1]) > epoch(rb)
+
+
+# --- fresh starts: a harm that begins late ----------------------------------------------------------------
+def test_change_every_judges_a_late_harm_on_what_follows_it() -> None:
+    """Twenty-five healthy minutes, then the canary escalates three times as often: with fresh starts every
+    minute (the default) the rollback comes sooner than with the evidence counted from the start only."""
+    healthy = traffic(seed=41, seconds=1500, escalation=(0.1, 0.1))
+    harmful = traffic(seed=42, seconds=600, escalation=(0.1, 0.3), start=T0 + 1500)
+    events = summaries(Traffic(polls=healthy.polls + harmful.polls))
+    delays = {}
+    for every in ("1m", 0):
+        rollbacks = [d for d in run(Engine([rollout(changeEvery=every)]), events) if d.action == "rollback"]
+        assert len(rollbacks) == 1 and epoch(rollbacks[0]) > T0 + 1500, every  # never during the healthy part
+        delays[every] = epoch(rollbacks[0]) - (T0 + 1500)
+    assert delays["1m"] < 0.6 * delays[0], delays

@@ -18,6 +18,7 @@ tests, keeps the counts, windows, examples and evidence of each test, and its ch
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,8 @@ class CanaryAnalysis:
         self.segments = Segments.of_settings(settings.segments, settings.max_segments)
         self.budgets = RolloutBudget(settings.alpha, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
         self.only = set(overrides) if overrides else None
+        # fresh starts, counted in buckets in which the test has tables (see MixtureFisherTest.change_every)
+        self._change_every = math.ceil(settings.change_every / settings.bucket_seconds) if settings.change_every else 0
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}
@@ -117,7 +120,8 @@ class CanaryAnalysis:
             level = self.budgets.level(key.base, key.dimension, key.value)
             if key.dimension is not None and key.value is not None:
                 self.segment_of[key.name] = (key.dimension, key.value)
-            t = self.tests[key.name] = MixtureFisherTest(alpha=level, direction="increase")
+            t = self.tests[key.name] = MixtureFisherTest(alpha=level, direction="increase",
+                                                         change_every=self._change_every)
             self.metric_of[key.name] = key.metric
         return t
 

@@ -76,9 +76,11 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
         tests = {}
         for name, t in analysis["tests"].items():
             if isinstance(t, dict) and "detector" not in t:  # a version-1 MixtureFisherTest
+                # version 1 had no fresh starts (change_every 0), so the count of tables was not needed
                 t = {"detector": "mixture_fisher",
-                     "params": {k: t.get(k) for k in ("alpha", "direction", "log_psi")},
-                     "vars": {k: t.get(k) for k in ("log_lr", "max_stat", "counts")}}
+                     "params": {**{k: t.get(k) for k in ("alpha", "direction", "log_psi")}, "change_every": 0},
+                     "vars": {"log_lr": t.get("log_lr"), "n": 0, "max_stat": t.get("max_stat"),
+                              "counts": t.get("counts")}}
             tests[name] = t
         analysis = {**analysis, "tests": tests}
     return {**doc, "analysis": analysis, "version": 2}
