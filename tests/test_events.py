@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from controller.contracts.events import Event, Interaction, InvalidEvent, decode_line, decode_record
+from controller.contracts.events import Event, Guardrail, Interaction, InvalidEvent, decode_line, decode_record
 from controller.ingest.catalog import observe
 
 # 2024-03-01T12:00:00Z, computed independently of the decoder.
@@ -339,3 +339,23 @@ def test_event_struct_is_frozen() -> None:
     assert isinstance(event, Event)
     with pytest.raises(AttributeError):
         event.data.agent = "other"  # type: ignore[misc]
+
+
+def test_errors_and_blocks_are_counted_per_interaction_absence_meaning_none() -> None:
+    """Producers that set ``error_type`` and ``guardrails`` only when one happens: every event is a trial,
+    so the rates are the share of interactions, not 100% of the events that mention them."""
+    quiet = Interaction(agent="a", version="v")
+    blocked = Interaction(agent="a", version="v", guardrails=[Guardrail(policy="pii", action="block")])
+    failed = Interaction(agent="a", version="v", error_type="timeout")
+    rates = {name: (0, 0) for name in ("error_rate", "guardrail_block_rate")}
+    for d in [quiet] * 8 + [blocked, failed]:
+        for name, n, k in observe(d)[0]:
+            if name in rates:
+                rates[name] = (rates[name][0] + n, rates[name][1] + k)
+    assert rates == {"error_rate": (10, 1), "guardrail_block_rate": (10, 1)}
+
+
+def test_optional_fields_whose_absence_is_unknown_add_no_trials() -> None:
+    """No outcome, no feedback, no finish reasons, no tool calls: unknown, not "no harm"."""
+    names = {name for name, _, _ in observe(Interaction(agent="a", version="v"))[0]}
+    assert names == {"error_rate", "guardrail_block_rate"}

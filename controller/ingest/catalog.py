@@ -36,7 +36,7 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec("abandonment_rate", "rate", "increase", "share of interactions the customer abandoned"),
         MetricSpec("resolution_rate", "rate", "decrease", "share of interactions resolved"),
         MetricSpec("error_rate", "rate", "increase", "share of interactions with outcome error or an error_type"),
-        MetricSpec("guardrail_block_rate", "rate", "increase", "share of guarded interactions blocked"),
+        MetricSpec("guardrail_block_rate", "rate", "increase", "share of interactions a guardrail blocked"),
         MetricSpec("tool_error_rate", "rate", "increase", "share of tool calls that failed"),
         MetricSpec("truncation_rate", "rate", "increase", "share of responses cut by finish reason length"),
         MetricSpec("low_csat_rate", "rate", "increase", "share of CSAT answers of 1 or 2"),
@@ -69,7 +69,8 @@ def observe(d: Interaction) -> tuple[list[tuple[str, int, int]], list[tuple[str,
     >>> from controller.contracts.events import Interaction
     >>> rates, values = observe(Interaction(agent="a", version="v", outcome="escalated", latency_ms=120.0))
     >>> rates
-    [('escalation_rate', 1, 1), ('abandonment_rate', 1, 0), ('resolution_rate', 1, 0), ('error_rate', 1, 0)]
+    [('escalation_rate', 1, 1), ('abandonment_rate', 1, 0), ('resolution_rate', 1, 0), ('error_rate', 1, 0), \
+('guardrail_block_rate', 1, 0)]
     >>> values
     [('latency_ms', 120.0)]
     """
@@ -80,10 +81,10 @@ def observe(d: Interaction) -> tuple[list[tuple[str, int, int]], list[tuple[str,
         rates.append(("escalation_rate", 1, int(outcome == "escalated")))
         rates.append(("abandonment_rate", 1, int(outcome == "abandoned")))
         rates.append(("resolution_rate", 1, int(outcome == "resolved")))
-    if outcome is not None or d.error_type is not None:
-        rates.append(("error_rate", 1, int(outcome == "error" or d.error_type is not None)))
-    if d.guardrails:
-        rates.append(("guardrail_block_rate", 1, int(any(g.action == "block" for g in d.guardrails))))
+    # An error and a block are harmful outcomes of any interaction: absence means none. Many producers set
+    # error_type or guardrails only when one happens; counting only those events would make both rates 100%.
+    rates.append(("error_rate", 1, int(outcome == "error" or d.error_type is not None)))
+    rates.append(("guardrail_block_rate", 1, int(any(g.action == "block" for g in d.guardrails or ()))))
     if d.tool_calls:
         rates.append(("tool_error_rate", len(d.tool_calls), sum(t.error_type is not None for t in d.tool_calls)))
         for t in d.tool_calls:
