@@ -1,7 +1,8 @@
 """Tests of the stateful stage (``controller.engine.core``) with its analysis and policy, and of ``vigil replay``.
 
 Traffic is synthetic: events are built directly, one poll per second of event time, with outcomes drawn
-from a seeded numpy generator, then pre-aggregated with :class:`Aggregator` as the ingest stage does.
+from a seeded numpy generator, then pre-aggregated with :class:`Aggregator` as the ingest stage does
+(``tests/support/traffic.py``).
 """
 
 from __future__ import annotations
