@@ -33,7 +33,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(TEST_STAMP)
-	$(BIN)/python benchmarks/replay_throughput.py
+	$(BIN)/python -m benchmarks.replay_throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

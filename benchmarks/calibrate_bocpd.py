@@ -1,6 +1,6 @@
 """Calibrate :class:`detectors.change.bocpd.BOCPD`'s threshold to a target ARL, by simulation; prints the table.
 
-Run: ``/tmp/probe-venv/bin/python benchmarks/calibrate_bocpd.py [--streams 4000] [--length 40000]``
+Run: ``python -m benchmarks.calibrate_bocpd [--streams 4000] [--length 40000]``
 (about 7 minutes on 2 free cores at the defaults), then paste the printed ``CALIBRATION`` into
 ``detectors/change/bocpd.py``. With ``--detector robust_shift`` it calibrates
 :class:`detectors.change.robust_shift.RobustShift`'s ``floor`` instead (see :func:`robust_shift_table`).

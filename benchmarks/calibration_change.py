@@ -32,7 +32,7 @@ rule now: also the 10th percentile of the conditional ARL reaches ``arl / 2``). 
   warm-up at the 10th percentile is replayed (a two-point warm-up with the same estimates) before 1000
   in-control streams of ``10 * L`` observations; the mean of ``min(run length, 10 * L)`` against ``L``.
 
-Run: ``python benchmarks/calibration_change.py [--warmup]`` (about two minutes each part). Prints one JSON
+Run: ``python -m benchmarks.calibration_change [--warmup]`` (about two minutes each part). Prints one JSON
 line per configuration.
 """
 

@@ -1,6 +1,7 @@
 """Family-wise false alarms and power of the segment tests (``spec.analysis.segments: [channel, tenant]``).
 
-The scenarios are those of ``tests/test_family_wise.py`` (loaded from it), with more rollouts and other seeds:
+The scenarios are those of ``tests/analysis/test_family_wise.py`` (from ``tests/support/family_wise.py``), with
+more rollouts and other seeds:
 
 * calibration: healthy rollouts, every catalog metric plus one evaluation (25 pooled tests), 3 channels,
   6 tenants with ``maxSegments: 4`` (4 tenants apart and ``other``), so 225 tests per rollout; the canary's
@@ -13,31 +14,24 @@ The scenarios are those of ``tests/test_family_wise.py`` (loaded from it), with 
   per step: the share of rollouts rolled back within the horizon and the step of the rollback, with and
   without segments, and the share of rollbacks acted on by the tenant's own test.
 
-Run: ``python benchmarks/calibration_family_wise.py [rollouts] [steps]`` (default 2000 rollouts of 30 steps).
+Run: ``python -m benchmarks.calibration_family_wise [rollouts] [steps]`` (default 2000 rollouts of 30 steps).
 Prints one JSON line per alpha and per power setting; runs on two processes (about 14 minutes on two cores).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from controller.analysis.canary import SEGMENT_SHARE
 from controller.config import Analysis
-
-_spec = importlib.util.spec_from_file_location("family_wise_scenarios",
-                                               Path(__file__).resolve().parent.parent / "tests" / "test_family_wise.py")
-assert _spec is not None and _spec.loader is not None
-scenarios: Any = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(scenarios)
+from tests.support import family_wise as scenarios
 
 VOLUME = 90  # interactions per step of the calibration rollouts (the test runs shorter ones)
 POWER_ROLLOUTS = 200

@@ -3,32 +3,26 @@
 
 For each test and each ``alpha`` in (0.05, 0.01): the empirical false-alarm rate over null streams whose canary
 share and common law move over time, and the power and delay on a stated shift at a 10% canary share. The
-scenarios are those of ``tests/test_two_sample.py`` (loaded from it), with other seeds and more streams. Delays
+scenarios are those of ``tests/detectors/test_two_sample.py`` (from ``tests/support/two_sample.py``), with other
+seeds and more streams. Delays
 count canary observations up to the one that raised the alarm. Two more lines show the Poisson test on
 overdispersed counts (where its guarantee does not hold) and the ordinal exceedance test on the same counts.
 
-Run: ``python benchmarks/calibration_two_sample.py [null_streams]``. Prints one JSON line per test and alpha.
+Run: ``python -m benchmarks.calibration_two_sample [null_streams]``. Prints one JSON line per test and alpha.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detectors.base import REGISTRY
-
-_spec = importlib.util.spec_from_file_location("two_sample_scenarios",
-                                               Path(__file__).resolve().parent.parent / "tests" / "test_two_sample.py")
-assert _spec is not None and _spec.loader is not None
-scenarios: Any = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(scenarios)
+from tests.support import two_sample as scenarios
 
 NULL_LENGTH = 4000
 POWER_STREAMS, POWER_LENGTH, SHARE = 500, 30_000, 0.10

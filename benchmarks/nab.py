@@ -1,8 +1,9 @@
 """NAB (Numenta Anomaly Benchmark) scores of ``vigil detect``'s alarms, one JSON line per change detector.
 
-Run: ``/tmp/probe-venv/bin/python benchmarks/nab.py [--data DIR] [--detector NAME ...] [--arl ARL]``.
+Run: ``python -m benchmarks.nab [--data DIR] [--detector NAME ...] [--arl ARL]`` from the repository root.
 
-The corpus (``../shared/data/nab`` from the repository root: 58 series with labelled anomaly windows) is
+The corpus (58 series with labelled anomaly windows; ``--data``, else ``$VIGIL_NAB_DATA``, else
+``../shared/data/nab`` from the repository root when it exists) is
 run through :func:`controller.tools.detect.detect`, the function behind ``vigil detect SERIES.csv --detector NAME``,
 for every registered change detector of real-valued observations at its default parameters: the alarms'
 row indices are binary detections, scored as they are (no threshold is optimised, unlike the published
@@ -40,7 +41,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,19 @@ PUBLISHED: dict[str, float] = {
     "Random Cut Forest": 51.7, "Twitter ADVec": 47.1, "Windowed Gaussian": 39.7, "Bayesian changepoint": 17.7,
 }
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nab"
+DATA_ENV = "VIGIL_NAB_DATA"
+"""The environment variable naming the NAB data directory when ``--data`` is not given."""
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+"""The shared copy of the corpus next to the repository, used only when it exists."""
+
+
+def default_data(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The NAB data directory when ``--data`` is not given: ``$VIGIL_NAB_DATA``, else the shared copy if it
+    exists, else None."""
+    env = (os.environ if environ is None else environ).get(DATA_ENV)
+    if env:
+        return Path(env)
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
 
 
 def scaled_sigmoid(y: float) -> float:
@@ -217,7 +230,7 @@ def _detect_file(job: tuple[str, Path, str, float | None]) -> tuple[str, int, li
     return name, series.n_rows, [r["index"] for r in records], time.perf_counter() - t
 
 
-def evaluate(detector: str, data_dir: Path = DEFAULT_DATA, arl: float | None = None,
+def evaluate(detector: str, data_dir: Path, arl: float | None = None,
              workers: int | None = None) -> dict[str, Any]:
     """Run ``detector`` over the corpus as ``vigil detect`` does and score it on every profile."""
     limits = load_windows(data_dir)
@@ -254,16 +267,23 @@ def _real_change_detectors() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NAB data directory (data/, labels/)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help=f"NAB data directory (data/, labels/); default ${DATA_ENV}, else "
+                             f"{SHARED_DATA} if it exists")
     parser.add_argument("--detector", action="append", help="detector name (repeatable; default: every "
                         "registered change detector of real values)")
     parser.add_argument("--arl", type=float, help="target ARL for every detector (default: each one's own)")
     parser.add_argument("--workers", type=int, help="processes (default: min(2, CPUs))")
     args = parser.parse_args(argv)
+    data = args.data if args.data is not None else default_data()
+    if data is None:
+        parser.error(f"no NAB data: pass --data DIR or set {DATA_ENV} (the directory holding data/ and labels/)")
+    if not data.is_dir():
+        parser.error(f"NAB data directory not found: {data}")
     names = args.detector or _real_change_detectors()
     print(json.dumps({"published_standard": PUBLISHED}))
     for name in names:
-        print(json.dumps(evaluate(name, args.data.resolve(), args.arl, args.workers)), flush=True)
+        print(json.dumps(evaluate(name, data.resolve(), args.arl, args.workers)), flush=True)
     return 0
 
 

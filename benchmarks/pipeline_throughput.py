@@ -3,7 +3,7 @@ librdkafka (confluent-kafka), read by `vigil run`'s two stages; the clock runs f
 until every event is ingested and every summary is applied. A fresh broker per run (Tansu keeps
 everything in memory). Prints one JSON line.
 
-Run: `.venv/bin/python benchmarks/pipeline_throughput.py [N]` (N events, default 200,000).
+Run: `.venv/bin/python -m benchmarks.pipeline_throughput [N]` (N events, default 200,000).
 """
 
 from __future__ import annotations

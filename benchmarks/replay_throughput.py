@@ -1,6 +1,6 @@
 """Replay throughput: `vigil replay` on 100,000 simulated events (decode, aggregate, analyse, decide).
 
-Run: `make bench` (or `.venv/bin/python benchmarks/replay_throughput.py [N]`). Prints one JSON line.
+Run: `make bench` (or `.venv/bin/python -m benchmarks.replay_throughput [N]`). Prints one JSON line.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ stream; every figure is the best over the rounds (best of 3 for river, of 9 for 
 Gaussian detectors over ADWIN are given from the best figures (``speedup_*``) and round by round, each
 round's best against that round's ADWIN (``speedup_*_by_round``): their minimum is the honest worst case.
 
-Run: ``python benchmarks/speed.py [N]`` (needs ``pip install .[bench]`` for river). Prints one JSON line:
+Run: ``python -m benchmarks.speed [N]`` (needs ``pip install .[bench]`` for river). Prints one JSON line:
 observations per second for each, and the speed-ups.
 """
 
