@@ -358,7 +358,7 @@ class SimConfig:
             if not isinstance(fault, Fault):
                 raise ValueError(f"faults must contain Fault objects; got {fault!r}")
             if math.isfinite(self.duration) and fault.onset >= self.duration:
-                raise ValueError(f"onset of fault {fault.spec()} lies at or beyond the run's duration "
+                raise ValueError(f"onset {_number(fault.onset)} s of fault {fault.spec()} lies at or beyond the run's duration "
                                  f"({_number(self.duration)} s): the fault would never start")
             if fault.version is not None and fault.version not in canaries:
                 raise ValueError(f"faults: version {fault.version!r} of {fault.spec()} is not a canary version "
