@@ -173,15 +173,18 @@ class Fault:
     both versions, which is exactly what a controller must *not* roll back for. With a ``tenant`` the fault
     hits that tenant's interactions only, a harm that a test pooled over tenants dilutes.
 
-    >>> Fault.parse("escalation:magnitude=3,onset=60,ramp=30")
-    Fault(kind='escalation', onset=60.0, magnitude=3.0, ramp=30.0, duration=None, target='canary', tenant=None)
+    >>> Fault.parse("escalation:magnitude=3,onset=60,ramp=30")  # doctest: +NORMALIZE_WHITESPACE
+    Fault(kind='escalation', onset=60.0, magnitude=3.0, ramp=30.0, duration=None, target='canary',
+          tenant=None, version=None)
     """
 
     #: One of :data:`FAULT_KINDS`.
     kind: str
     #: Seconds after the start of the run when the fault begins.
     onset: float = 0.0
-    #: Multiplier of the affected rate or value (None: the kind's default; < 1 means an improvement).
+    #: Multiplier of the affected rate or value (None: the kind's default; < 1 means an improvement, except
+    #: for ``evaluation``, a multiplier of the score, where < 1 is the harm; for ``model_switch``, the share
+    #: of turns reporting the other model, at most 1; for ``intent_shift``, the multiplier of one intent's share).
     magnitude: float | None = None
     #: Seconds over which the effect grows linearly from none to full (0: a step).
     ramp: float = 0.0
@@ -358,8 +361,8 @@ class SimConfig:
             if not isinstance(fault, Fault):
                 raise ValueError(f"faults must contain Fault objects; got {fault!r}")
             if math.isfinite(self.duration) and fault.onset >= self.duration:
-                raise ValueError(f"onset {_number(fault.onset)} s of fault {fault.spec()} lies at or beyond the run's duration "
-                                 f"({_number(self.duration)} s): the fault would never start")
+                raise ValueError(f"onset {_number(fault.onset)} s of fault {fault.spec()} lies at or beyond the "
+                                 f"run's duration ({_number(self.duration)} s): the fault would never start")
             if fault.version is not None and fault.version not in canaries:
                 raise ValueError(f"faults: version {fault.version!r} of {fault.spec()} is not a canary version "
                                  f"({', '.join(canaries)})")
