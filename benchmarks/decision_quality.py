@@ -258,7 +258,10 @@ def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, 
     lines.append(f"| healthy (half with an incident) | {len(healthy)} | - | " + " | ".join(cells) + " |")
     faulty_all = [x for x in results if x[0].onset is not None]
     groups = [(kind, [x for x in faulty_all if x[0].kind == kind]) for kind in floors]
-    groups = [g for g in groups if g[1]] + [("all faults", faulty_all)]
+    onsets = sorted({x[0].onset for x in faulty_all if x[0].onset is not None})
+    groups = [g for g in groups if g[1]] + [(f"all faults, onset {_fmt(o)} s", [x for x in faulty_all
+                                                                                if x[0].onset == o])
+                                            for o in onsets] * (len(onsets) > 1) + [("all faults", faulty_all)]
     for kind, group in groups:
         cells = []
         for rule in RULES:
