@@ -63,6 +63,11 @@ FAULT_KINDS: dict[str, float] = {
     "csat": 3.0,  # share of CSAT 1-2 x3, the rest scaled down
     "length": 5.0,  # finish reason "length" x5: 2% -> 10%
     "incident": 3.0,  # upstream incident on both versions: latency x3 and error rate x3
+    "tool_error": 5.0,  # tool call error rate x5: 3% -> 15% of calls
+    "abandonment": 3.0,  # abandonment rate x3: ~5% -> ~15%
+    "evaluation": 0.9,  # helpfulness score x0.9 (higher is better, so < 1 is the harm): ~0.78 -> ~0.70
+    "intent_shift": 2.0,  # share of the "tech_support" intent x2 in each channel, the others scaled down
+    "model_switch": 1.0,  # share (at most 1) of turns reporting the other model, _SWITCHED_MODEL
 }
 _TARGETS = ("canary", "stable", "both")
 
@@ -130,6 +135,8 @@ _P_THUMBS_UP = np.array([0.0, 0.0, 0.10, 0.55, 0.85])  # by CSAT 1..5
 _P_THUMBS_DOWN = np.array([0.85, 0.70, 0.20, 0.02, 0.0])
 _HELPFULNESS = np.array([0.84, 0.55, 0.45, 0.30])  # mean by outcome index
 _FEEDBACK_SHARE = 0.30
+_SHIFTED_INTENT = INTENTS.index("tech_support")  # the intent an intent_shift fault makes more frequent
+_SWITCHED_MODEL = "gpt-4.1-mini"  # the model a model_switch fault makes the canary report
 _PRICE_IN, _PRICE_OUT = 0.15e-6, 0.60e-6  # USD per token (gpt-4o-mini list price)
 
 # Columns of the per-turn uniform and normal draws (fixed widths keep the streams chunk-invariant).
@@ -141,6 +148,9 @@ _Z_TTFT, _Z_OUT, _Z_GEN = 0, 1, 2
 _Z_TOOL = 3  # 3, 4, 5
 _Z_INPUT, _Z_HELP, _Z_SENT = 6, 7, 8
 _Z_WIDTH = 9
+# Columns of a fourth stream, for the features added later (the first three streams keep their output).
+_X_CANARY, _X_MODEL, _X_INTENT, _X_EVAL = range(4)
+_X_WIDTH = 4
 # Skeleton draws per candidate conversation: arrival gap, thinning, channel, tenant, intent, turns, id, gaps.
 _C_GAP, _C_ACCEPT, _C_CHANNEL, _C_TENANT, _C_INTENT, _C_TURNS, _C_ID = range(7)
 _C_WIDTH = 7 + len(_TURN_PROBS) - 1
@@ -163,15 +173,18 @@ class Fault:
     both versions, which is exactly what a controller must *not* roll back for. With a ``tenant`` the fault
     hits that tenant's interactions only, a harm that a test pooled over tenants dilutes.
 
-    >>> Fault.parse("escalation:magnitude=3,onset=60,ramp=30")
-    Fault(kind='escalation', onset=60.0, magnitude=3.0, ramp=30.0, duration=None, target='canary', tenant=None)
+    >>> Fault.parse("escalation:magnitude=3,onset=60,ramp=30")  # doctest: +NORMALIZE_WHITESPACE
+    Fault(kind='escalation', onset=60.0, magnitude=3.0, ramp=30.0, duration=None, target='canary',
+          tenant=None, version=None)
     """
 
     #: One of :data:`FAULT_KINDS`.
     kind: str
     #: Seconds after the start of the run when the fault begins.
     onset: float = 0.0
-    #: Multiplier of the affected rate or value (None: the kind's default; < 1 means an improvement).
+    #: Multiplier of the affected rate or value (None: the kind's default; < 1 means an improvement, except
+    #: for ``evaluation``, a multiplier of the score, where < 1 is the harm; for ``model_switch``, the share
+    #: of turns reporting the other model, at most 1; for ``intent_shift``, the multiplier of one intent's share).
     magnitude: float | None = None
     #: Seconds over which the effect grows linearly from none to full (0: a step).
     ramp: float = 0.0
@@ -181,6 +194,8 @@ class Fault:
     target: str | None = None
     #: Which tenant is affected: one of :data:`TENANTS` (None: every tenant).
     tenant: str | None = None
+    #: Which canary version is affected, with several canaries (None: every canary); needs target canary.
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -212,12 +227,16 @@ class Fault:
             raise ValueError(f"target of an incident must be 'both' (it is upstream); got {self.target!r}")
         if self.tenant is not None and self.tenant not in TENANTS:
             raise ValueError(f"tenant must be one of {', '.join(TENANTS)} (or None: all); got {self.tenant!r}")
+        if self.kind == "model_switch" and self.magnitude > 1:
+            raise ValueError(f"magnitude of a model_switch is a share of turns, at most 1; got {self.magnitude!r}")
+        if self.version is not None and (not self.version or self.target != "canary"):
+            raise ValueError(f"version needs a non-empty label and target canary; got {self.version!r}")
 
     @classmethod
     def parse(cls, text: str) -> Fault:
         """Parse a CLI spec: ``kind`` or ``kind:key=value,...``.
 
-        Keys: onset, magnitude, ramp, duration (``none``: until the end), target, tenant.
+        Keys: onset, magnitude, ramp, duration (``none``: until the end), target, tenant, version.
 
         >>> Fault.parse("incident:onset=30,duration=60").target
         'both'
@@ -231,7 +250,7 @@ class Fault:
                 raise ValueError(f"fault parameter must be key=value; got {item!r} in {text!r}")
             if key in kwargs:
                 raise ValueError(f"fault parameter {key} given twice in {text!r}")
-            if key in ("target", "tenant"):
+            if key in ("target", "tenant", "version"):
                 kwargs[key] = value
             elif key in ("onset", "magnitude", "ramp", "duration"):
                 if key == "duration" and value.lower() in ("none", "inf", ""):
@@ -243,7 +262,7 @@ class Fault:
                     raise ValueError(f"{key} must be a number; got {value!r} in {text!r}") from None
             else:
                 raise ValueError(f"unknown fault parameter {key!r} in {text!r}; "
-                                 "use onset, magnitude, ramp, duration, target, tenant")
+                                 "use onset, magnitude, ramp, duration, target, tenant, version")
         return cls(kind.strip(), **kwargs)
 
     def spec(self) -> str:
@@ -255,6 +274,8 @@ class Fault:
         parts.append(f"target={self.target}")
         if self.tenant is not None:
             parts.append(f"tenant={self.tenant}")
+        if self.version is not None:
+            parts.append(f"version={self.version}")
         return f"{self.kind}:{','.join(parts)}"
 
     __str__ = spec
@@ -297,6 +318,12 @@ class SimConfig:
     wave_amplitude: float = 0.3
     #: Faults to inject.
     faults: tuple[Fault, ...] = ()
+    #: Further canary versions sharing the canary traffic evenly with ``canary_version`` (track ``canary``).
+    extra_canary_versions: tuple[str, ...] = ()
+    #: Share of interactions that carry ``feedback`` (CSAT, thumbs, sentiment).
+    feedback_share: float = _FEEDBACK_SHARE
+    #: Share of non-error interactions that carry the ``helpfulness`` evaluation.
+    evaluation_share: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("agent", "stable_version", "canary_version", "model"):
@@ -319,11 +346,32 @@ class SimConfig:
             raise ValueError(f"wave_period must be a finite number > 0; got {self.wave_period!r}")
         if not (0 <= self.wave_amplitude < 1):
             raise ValueError(f"wave_amplitude must be in [0, 1); got {self.wave_amplitude!r}")
+        for name in ("feedback_share", "evaluation_share"):
+            if not (0 <= getattr(self, name) <= 1):
+                raise ValueError(f"{name} must be a share in [0, 1]; got {getattr(self, name)!r}")
+        extra = tuple(self.extra_canary_versions)
+        canaries = (self.canary_version, *extra)
+        if not all(isinstance(v, str) and v for v in extra) or len(set(canaries)) < len(canaries) \
+                or self.stable_version in canaries:
+            raise ValueError(f"extra_canary_versions must be distinct non-empty labels, other than the stable "
+                             f"and canary versions; got {extra!r}")
+        object.__setattr__(self, "extra_canary_versions", extra)
         faults = tuple(self.faults)  # accept a list, keep the config hashable
         for fault in faults:
             if not isinstance(fault, Fault):
                 raise ValueError(f"faults must contain Fault objects; got {fault!r}")
+            if math.isfinite(self.duration) and fault.onset >= self.duration:
+                raise ValueError(f"onset {_number(fault.onset)} s of fault {fault.spec()} lies at or beyond the "
+                                 f"run's duration ({_number(self.duration)} s): the fault would never start")
+            if fault.version is not None and fault.version not in canaries:
+                raise ValueError(f"faults: version {fault.version!r} of {fault.spec()} is not a canary version "
+                                 f"({', '.join(canaries)})")
         object.__setattr__(self, "faults", faults)
+
+    @property
+    def canary_versions(self) -> tuple[str, ...]:
+        """Every canary version: ``canary_version`` and the extra ones."""
+        return (self.canary_version, *self.extra_canary_versions)
 
 
 # --- generation ------------------------------------------------------------------------------------------
@@ -413,8 +461,8 @@ def _ids(config: SimConfig) -> str:
     return f"{digest[:10]}-"
 
 
-def _multipliers(config: SimConfig, rel: np.ndarray, canary: np.ndarray, tenant: np.ndarray
-                 ) -> dict[str, np.ndarray]:
+def _multipliers(config: SimConfig, rel: np.ndarray, canary: np.ndarray, tenant: np.ndarray,
+                 which: np.ndarray) -> dict[str, np.ndarray]:
     """Per-turn multiplier of each affected quantity, the product over the active faults."""
     out: dict[str, np.ndarray] = {}
     for fault in config.faults:
@@ -426,27 +474,43 @@ def _multipliers(config: SimConfig, rel: np.ndarray, canary: np.ndarray, tenant:
             strength = strength * ~canary
         if fault.tenant is not None:
             strength = strength * (tenant == TENANTS.index(fault.tenant))
+        if fault.version is not None:
+            strength = strength * (which == config.canary_versions.index(fault.version))
+        if fault.kind in ("intent_shift", "model_switch"):  # a share of the turns, not a multiplier
+            out[fault.kind] = np.maximum(out.get(fault.kind, 0.0), strength * (
+                fault.magnitude if fault.kind == "model_switch" else 1.0))
+            out[f"{fault.kind}_magnitude"] = np.full(len(rel), fault.magnitude)
+            continue
         factor = 1.0 + (fault.magnitude - 1.0) * strength
         for kind in ("latency", "error") if fault.kind == "incident" else (fault.kind,):
             out[kind] = out[kind] * factor if kind in out else factor
     return out
 
 
-def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, z: np.ndarray,
+def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, z: np.ndarray, x: np.ndarray,
                 first: int, prefix: str) -> Iterator[tuple[float, dict[str, Any]]]:
     """Draw the per-turn attributes of a batch and yield ``(event time, CloudEvent dict)`` pairs."""
     n = len(turns.t)
     ch = turns.channel
     canary = u[:, _U_TRACK] < weight / 100.0
+    which = np.where(canary, (x[:, _X_CANARY] * len(config.canary_versions)).astype(np.int64), -1)
     rel = turns.t - config.start
-    mult = _multipliers(config, rel, canary, turns.tenant)
+    mult = _multipliers(config, rel, canary, turns.tenant, which)
     ones = np.ones(n)
     m_lat = mult.get("latency", ones)
+    intent = turns.intent
+    if "intent_shift" in mult:
+        # Replace the drawn intent by the shifted one with the probability that multiplies its share.
+        p0 = _INTENT_MIX[ch, _SHIFTED_INTENT]
+        p1 = np.minimum(0.95, p0 * mult["intent_shift_magnitude"])
+        q = np.clip((p1 - p0) / (1 - p0), 0.0, 1.0) * mult["intent_shift"]
+        intent = np.where(x[:, _X_INTENT] < q, _SHIFTED_INTENT, intent)
+    switched = x[:, _X_MODEL] < mult["model_switch"] if "model_switch" in mult else np.zeros(n, dtype=bool)
 
     # Outcome: error, then escalation, then abandonment (slow service makes people hang up).
     p_err = _ERROR * mult.get("error", ones)
     p_esc = _ESCALATION[ch] * mult.get("escalation", ones)
-    p_ab = _ABANDON[ch] * np.sqrt(m_lat)
+    p_ab = _ABANDON[ch] * np.sqrt(m_lat) * mult.get("abandonment", ones)
     scale = np.minimum(1.0, 0.98 / (p_err + p_esc + p_ab))  # keep the sum a probability
     p_err, p_esc, p_ab = p_err * scale, p_esc * scale, p_ab * scale
     uo = u[:, _U_OUTCOME]
@@ -466,9 +530,10 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
                                      * mult.get("output_tokens", ones)))
     truncated = (u[:, _U_LENGTH] < np.minimum(0.95, _LENGTH * mult.get("length", ones))) | (out_tok >= cap)
     out_tok = np.where(truncated, cap, out_tok)
-    ntools = (u[:, _U_NTOOLS][:, None] >= _TOOL_COUNT_CDF[turns.intent][:, :3]).sum(axis=1)
+    ntools = (u[:, _U_NTOOLS][:, None] >= _TOOL_COUNT_CDF[intent][:, :3]).sum(axis=1)
     tool_ms = np.round(120.0 * np.exp(0.6 * z[:, _Z_TOOL:_Z_TOOL + 3]) * m_lat[:, None], 1)
-    tool_err = u[:, _U_TOOL_ERR:_U_TOOL_ERR + 3] < _TOOL_ERROR
+    tool_err = u[:, _U_TOOL_ERR:_U_TOOL_ERR + 3] < np.minimum(0.95, _TOOL_ERROR * mult.get("tool_error", ones)
+                                                               )[:, None]
     has_tool = np.arange(3)[None, :] < ntools[:, None]
     in_tok = np.round((700.0 + 220.0 * (turns.turn - 1)) * np.exp(0.25 * z[:, _Z_INPUT]) + 150.0 * ntools)
 
@@ -485,7 +550,8 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
 
     # Evaluation and feedback follow the outcome; a csat fault inflates the share of 1-2 scores.
     help_score = (_HELPFULNESS[outcome] + 0.1 * z[:, _Z_HELP] - 0.2 * truncated - 0.15 * (action == 2))
-    help_score = np.round(np.clip(help_score, 0.0, 1.0), 3)
+    help_score = np.round(np.clip(help_score * mult.get("evaluation", ones), 0.0, 1.0), 3)
+    evaluated = x[:, _X_EVAL] < config.evaluation_share
     probs = np.where((outcome == 0)[:, None], _CSAT_RESOLVED, _CSAT_UNRESOLVED)
     low = probs[:, :2].sum(axis=1)
     low_new = np.minimum(0.95, low * mult.get("csat", ones))
@@ -495,21 +561,21 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
     ut = u[:, _U_THUMBS]
     thumbs = np.where(ut < _P_THUMBS_UP[csat - 1], 1, np.where(ut > 1 - _P_THUMBS_DOWN[csat - 1], -1, 0))
     sentiment = np.round(np.clip(0.4 * (csat - 3) + 0.15 * z[:, _Z_SENT], -1.0, 1.0), 3)
-    feedback = u[:, _U_FEEDBACK] < _FEEDBACK_SHARE
+    feedback = u[:, _U_FEEDBACK] < config.feedback_share
 
     stamps = np.datetime_as_string(np.floor(turns.t * 1000.0).astype(np.int64).astype("datetime64[ms]"),
                                    unit="ms")
-    agent, model = config.agent, config.model
-    versions = (config.stable_version, config.canary_version)
+    agent, models = config.agent, (config.model, _SWITCHED_MODEL)
+    versions = (*config.canary_versions, config.stable_version)  # index -1: the stable
     tracks = ("stable", "canary")
     actions = ("allow", "warn", "block")
     # Plain Python lists: building dicts from numpy scalars is several times slower.
     columns = [a.tolist() for a in (
-        turns.t, stamps, turns.cid, canary, turns.turn, ch, turns.tenant, turns.intent, outcome, etype,
+        turns.t, stamps, turns.cid, canary, which, turns.turn, ch, turns.tenant, intent, outcome, etype,
         action, gscore, truncated, ntools, tool_ms, tool_err, u[:, _U_TOOL_ERR_TYPE], in_tok, out_tok,
-        ttft, latency, cost, help_score, feedback, csat, thumbs, sentiment)]
-    for i, (t, stamp, cid, cn, turn, c, ten, it, o, et, act, gs, tr, nt, tms, terr, uterr, it_tok, ot, ft,
-            lat, cst, hs, fb, cs, th, se) in enumerate(zip(*columns, strict=True)):
+        ttft, latency, cost, help_score, evaluated, feedback, csat, thumbs, sentiment, switched)]
+    for i, (t, stamp, cid, cn, wh, turn, c, ten, it, o, et, act, gs, tr, nt, tms, terr, uterr, it_tok, ot, ft,
+            lat, cst, hs, ev, fb, cs, th, se, sw) in enumerate(zip(*columns, strict=True)):
         names = _TOOLS[it]
         failed = _TOOL_ERRORS[int(uterr * 3)]
         tools = [{"name": names[k], "latency_ms": tms[k], "error_type": failed if terr[k] else None}
@@ -521,14 +587,14 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
             finish = ["tool_calls", "length" if tr else "stop"] if nt else ["length" if tr else "stop"]
         data: dict[str, Any] = {
             "agent": agent,
-            "version": versions[cn],
+            "version": versions[wh],
             "track": tracks[cn],
             "channel": CHANNELS[c],
             "tenant": TENANTS[ten],
             "conversation_id": f"c-{cid:013x}",
             "turn": turn,
             "intent": INTENTS[it],
-            "model": model,
+            "model": models[sw],
             "latency_ms": lat,
             "ttft_ms": None if is_error else round(ft, 1),
             "input_tokens": int(it_tok),
@@ -539,7 +605,7 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
             "finish_reasons": finish,
             "guardrails": [{"policy": "pii", "action": actions[act], "score": gs}],
             "tool_calls": tools,
-            "evaluations": [] if is_error else [{"name": "helpfulness", "score": hs}],
+            "evaluations": [] if is_error or not ev else [{"name": "helpfulness", "score": hs}],
         }
         if fb:
             data["feedback"] = {"csat": cs, "thumbs": th, "sentiment": se}
@@ -557,7 +623,8 @@ def _attributes(config: SimConfig, turns: _Turns, weight: float, u: np.ndarray, 
 def _timed(config: SimConfig, weight_fn: Callable[[], float] | None = None
            ) -> Iterator[tuple[float, dict[str, Any]]]:
     """Like :func:`generate` but yield ``(event time in epoch seconds, event)`` pairs."""
-    skeleton_rng, uniform_rng, normal_rng = np.random.default_rng(config.seed).spawn(3)
+    # spawn(4)'s first three children are spawn(3)'s: the fourth stream leaves the older draws unchanged.
+    skeleton_rng, uniform_rng, normal_rng, extra_rng = np.random.default_rng(config.seed).spawn(4)
     prefix = _ids(config)
     count = 0
     for batch in _skeleton(config, skeleton_rng):
@@ -574,7 +641,8 @@ def _timed(config: SimConfig, weight_fn: Callable[[], float] | None = None
             part = batch.take(slice(lo, hi))
             u = uniform_rng.random((hi - lo, _U_WIDTH))
             z = normal_rng.standard_normal((hi - lo, _Z_WIDTH))
-            yield from _attributes(config, part, weight, u, z, count, prefix)
+            x = extra_rng.random((hi - lo, _X_WIDTH))
+            yield from _attributes(config, part, weight, u, z, x, count, prefix)
             count += hi - lo
 
 
@@ -702,7 +770,8 @@ def register(subparsers: Any) -> None:
                     "or a Kafka topic, optionally injecting faults into the canary.",
         epilog="fault specs: KIND[:key=value,...], KIND in " + ", ".join(FAULT_KINDS)
                + "; keys onset, magnitude, ramp, duration (seconds / multiplier), target "
-                 "(canary|stable|both), tenant (" + "|".join(TENANTS) + "; default all). "
+                 "(canary|stable|both), tenant (" + "|".join(TENANTS) + "; default all), version (one "
+                 "canary version of several). "
                  "Example: --fault escalation:magnitude=3,onset=60,ramp=30,tenant=acme",
     )
     out = parser.add_argument_group("output (one of)")
@@ -717,6 +786,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--agent", help="agent name (default support-bot)")
     parser.add_argument("--stable-version", help="stable version label (default v1)")
     parser.add_argument("--canary-version", help="canary version label (default v2)")
+    parser.add_argument("--extra-canary-version", action="append", default=[], metavar="VERSION",
+                        help="a further canary version sharing the canary traffic (repeatable)")
+    parser.add_argument("--feedback-share", type=float, help="share of turns with feedback (default 0.3)")
+    parser.add_argument("--evaluation-share", type=float, help="share of turns with an evaluation (default 1)")
     parser.add_argument("--wave-period", type=float, help="period of the rate wave in s (default 86400)")
     parser.add_argument("--wave-amplitude", type=float, help="relative amplitude of the wave (default 0.3)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -734,9 +807,10 @@ def _config_from_args(args: argparse.Namespace) -> SimConfig:
     kwargs: dict[str, Any] = {
         name: getattr(args, name)
         for name in ("rate", "duration", "canary_weight", "seed", "agent", "stable_version", "canary_version",
-                     "wave_period", "wave_amplitude")
+                     "wave_period", "wave_amplitude", "feedback_share", "evaluation_share")
         if getattr(args, name) is not None
     }
+    kwargs["extra_canary_versions"] = tuple(args.extra_canary_version)
     kwargs["faults"] = tuple(Fault.parse(spec) for spec in args.fault)
     return SimConfig(**kwargs)
 

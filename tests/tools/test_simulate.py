@@ -425,3 +425,89 @@ def test_cli_rejects_bad_arguments(
     err = capsys.readouterr().err
     assert err.startswith("vigil simulate: error: ") and match in err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# --- faults added for issue 9: tool errors, abandonment, evaluation, intent mix, model, several canaries --------
+def _data(config: SimConfig) -> tuple[Frame, list[dict[str, Any]]]:
+    events = list(generate(config))
+    return Frame(config, events), [e["data"] for e in events]
+
+
+@pytest.mark.parametrize(("kind", "lower", "upper"), [("tool_error", 4.0, 6.0), ("abandonment", 2.5, 3.5),
+                                                      ("evaluation", 0.87, 0.93)])
+def test_new_faults_move_their_metric_on_the_canary_after_onset_only(kind: str, lower: float, upper: float) -> None:
+    onset = 30.0
+    f, data = _data(SimConfig(rate=300, duration=90, seed=31, canary_weight=50, faults=(Fault(kind, onset=onset),)))
+    if kind == "tool_error":
+        calls = np.array([len(d["tool_calls"]) for d in data], float)
+        bad = np.array([sum(c["error_type"] is not None for c in d["tool_calls"]) for d in data], float)
+
+        def stat(sel: np.ndarray) -> float:
+            return float(bad[sel].sum() / calls[sel].sum())
+    elif kind == "abandonment":
+        def stat(sel: np.ndarray) -> float:
+            return float((f.outcome[sel] == "abandoned").mean())
+    else:
+        score = np.array([d["evaluations"][0]["score"] if d["evaluations"] else np.nan for d in data])
+
+        def stat(sel: np.ndarray) -> float:
+            return float(np.nanmean(score[sel]))
+    before, after = f.rel < onset, f.rel >= onset
+    assert lower < stat(after & f.canary) / stat(after & ~f.canary) < upper
+    assert 0.8 < stat(before & f.canary) / stat(before & ~f.canary) < 1.25, "absent before the onset"
+    assert 0.8 < stat(after & ~f.canary) / stat(before & ~f.canary) < 1.25, "the stable is unaffected"
+
+
+def test_intent_shift_and_model_switch_hit_the_canary_after_onset() -> None:
+    f, data = _data(SimConfig(rate=300, duration=90, seed=32, canary_weight=50,
+                              faults=(Fault("intent_shift", onset=30), Fault("model_switch", onset=30))))
+    tech = np.array([d["intent"] == "tech_support" for d in data])
+    other = np.array([d["model"] != "gpt-4o-mini" for d in data])
+    after = f.rel >= 30
+    assert 1.7 < tech[after & f.canary].mean() / tech[after & ~f.canary].mean() < 2.3
+    assert abs(z_two(tech[~after & f.canary], tech[~after & ~f.canary])) < 3.5
+    assert other[after & f.canary].all() and not other[~after | ~f.canary].any()
+
+
+def test_sparse_feedback_and_evaluation_shares() -> None:
+    config = SimConfig(rate=200, duration=60, seed=33, feedback_share=0.1, evaluation_share=0.5)
+    f, data = _data(config)
+    assert close((f.csat > 0).mean(), 0.1, f.csat.size)
+    ok = f.outcome != "error"
+    assert close(np.mean([bool(d["evaluations"]) for d, o in zip(data, ok, strict=True) if o]), 0.5,
+                 int(ok.sum()))
+
+
+def test_several_canaries_share_the_canary_traffic_and_a_fault_can_target_one() -> None:
+    config = SimConfig(rate=300, duration=90, seed=34, canary_weight=50, extra_canary_versions=("v3",),
+                       faults=(Fault("error", onset=30, version="v3"),))
+    f, data = _data(config)
+    version = np.array([d["version"] for d in data])
+    assert set(version[f.canary]) == {"v2", "v3"} and set(version[~f.canary]) == {"v1"}
+    assert close((version[f.canary] == "v3").mean(), 0.5, int(f.canary.sum()))
+    err, after = f.outcome == "error", f.rel >= 30
+    assert err[after & (version == "v3")].mean() > 0.06
+    assert err[after & (version == "v2")].mean() < 0.03 and err[~after & (version == "v3")].mean() < 0.03
+    with pytest.raises(ValueError, match="^faults: version"):
+        SimConfig(faults=(Fault("error", version="v9"),))
+
+
+def test_default_output_is_unchanged_by_the_new_options() -> None:
+    config = SimConfig(rate=50, duration=20, seed=3, faults=(Fault("latency", onset=5),))
+    same = dataclasses.replace(config, feedback_share=0.30, evaluation_share=1.0, extra_canary_versions=())
+    assert fingerprint(generate(config)) == fingerprint(generate(same))
+
+
+@pytest.mark.parametrize("onset", [300.0, 400.0])
+def test_a_fault_whose_onset_is_at_or_beyond_the_duration_is_refused(onset: float) -> None:
+    with pytest.raises(ValueError, match="^onset "):
+        SimConfig(duration=300, faults=(Fault("error", onset=onset),))
+    SimConfig(duration=math.inf, faults=(Fault("error", onset=onset),))  # endless: it will start
+
+
+def test_cli_refuses_a_fault_after_the_end_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _cli(["--output", str(tmp_path / "x.jsonl"), "--duration", "60", "--fault", "error:onset=60"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vigil simulate: error: onset ") and err.count("\n") == 1
+    assert not (tmp_path / "x.jsonl").exists()

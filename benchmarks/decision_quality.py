@@ -1,0 +1,313 @@
+"""Decision quality (issue 9): vigil against Flagger-style and Kayenta-style rules on simulated rollouts.
+
+Run: `.venv/bin/python -m benchmarks.decision_quality [--runs N] [--healthy H] [--seed S] [--quick] [--jobs J]`.
+Prints a markdown table. Each rollout is a `vigil simulate` run (rate 10 events/s, canary weight 10%: about
+one canary interaction per second, six channels), healthy (half of them with an ``incident`` on both
+versions) or with one canary fault starting at the first step (onset 60 s) or mid-rollout (onset 1200 s).
+On the same events:
+
+* **vigil**: ``controller.replay.replay`` with a watch-only ``AgentRollout`` (stable v1, canary v2, default
+  analysis). Delay: event time of the first ``rollback`` minus the onset.
+* **flagger-style**: every minute, per metric, the canary's value over that minute against the stable's:
+  a rate (error, escalation, abandonment, guardrail block, truncation, tool error, low CSAT) fails when
+  canary > 1.5 x stable; p99 latency and mean output tokens fail when canary > 1.5 x stable; mean
+  helpfulness fails when canary < stable - 0.05. A minute with any failing metric is a failed check;
+  rollback at the fifth failed check (Flagger's ``threshold: 5``; failed checks are not reset by passing
+  ones). Metrics without canary data in a minute are skipped.
+* **kayenta-style**: every five minutes, per metric, the one-minute values of canary and stable since the
+  start of the rollout (Spinnaker's real-time analysis without a lookback) compared by a one-sided
+  Mann-Whitney U (``scipy.stats.mannwhitneyu``) in the harmful direction; a metric fails at p < 0.05;
+  every metric is critical, so any failure rolls back. No correction for repeated looks or many metrics.
+
+A rollback of a healthy rollout, or before the onset, is a false rollback; a fault with no rollback after
+its onset is a miss (infinite delay in the medians).
+
+**Information floor** of a fault: the time for the expected log-likelihood ratio of the canary's events,
+at the true effect with the stable law known, to reach ``log(1/alpha)`` (alpha = 0.01):
+
+* a rate p0 -> p1 observed ``r`` times per second (canary interactions, tool calls or feedback answers):
+  ``floor = log(1/alpha) / (r * KL(Bern(p1) || Bern(p0)))``,
+  ``KL = p1 log(p1/p0) + (1-p1) log((1-p1)/(1-p0))``;
+* a value metric whose log (latency, tokens; the simulator draws them lognormal) or raw value
+  (evaluation scores, normal) shifts by ``d`` with standard deviation ``s``:
+  ``KL = d**2 / (2 s**2)`` and the same ``floor`` formula.
+
+p0, p1, d and s are measured on a large simulated sample of the fault (canary weight 50%, the fault from
+time 0) for the fault's primary metric; ``r`` is the canary rate of that metric's observations in the
+benchmark's rollouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from controller.config import parse_rollout
+from controller.contracts.decisions import seconds
+from controller.replay import replay
+from controller.tools.simulate import Fault, SimConfig, generate
+
+ALPHA = 0.01
+RATE, WEIGHT = 10.0, 10.0
+FAULTS = ("escalation", "error", "guardrail", "latency", "output_tokens", "csat", "length", "tool_error",
+          "abandonment", "evaluation")
+RULES = ("vigil", "flagger", "kayenta")
+# Metric: (harmful direction, kind) over per-event columns; see Frame.
+RATE_METRICS = ("error", "escalation", "abandonment", "blocked", "length", "tool_error", "low_csat")
+VALUE_METRICS = ("latency_p99", "output_tokens", "helpfulness")
+PRIMARY = {"escalation": "escalation", "error": "error", "guardrail": "blocked", "latency": "latency",
+           "output_tokens": "output_tokens", "csat": "low_csat", "length": "length", "tool_error": "tool_error",
+           "abandonment": "abandonment", "evaluation": "helpfulness"}
+ROLLOUT = parse_rollout({"apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": "bench"},
+                         "spec": {"agent": "support-bot", "stable": {"version": "v1"},
+                                  "canary": {"version": "v2"}}})
+
+
+class Frame:
+    """Per-event columns of a run (canary flag, minute, the observations of each metric)."""
+
+    def __init__(self, config: SimConfig, events: Iterable[dict[str, Any]]) -> None:
+        rows = [e["data"] | {"_t": e["time"]} for e in events]
+        stamps = np.array([r["_t"].removesuffix("Z") for r in rows], dtype="datetime64[ms]")
+        self.rel = stamps.astype(np.int64) / 1000.0 - config.start
+        self.canary = np.array([r["track"] == "canary" for r in rows])
+        outcome = np.array([r["outcome"] for r in rows])
+        nan = math.nan
+        self.cols: dict[str, np.ndarray] = {
+            "error": (outcome == "error").astype(float),
+            "escalation": (outcome == "escalated").astype(float),
+            "abandonment": (outcome == "abandoned").astype(float),
+            "blocked": np.array([any(g["action"] == "block" for g in r["guardrails"]) for r in rows], float),
+            "length": np.array(["length" in r["finish_reasons"] for r in rows], float),
+            "low_csat": np.array([float(r["feedback"]["csat"] <= 2) if "feedback" in r else nan for r in rows]),
+            "latency": np.array([r["latency_ms"] if r["outcome"] != "error" else nan for r in rows]),
+            "output_tokens": np.array([r["output_tokens"] if r["outcome"] != "error" else nan for r in rows],
+                                      float),
+            "helpfulness": np.array([r["evaluations"][0]["score"] if r["evaluations"] else nan for r in rows]),
+        }
+        # Tool calls: one observation per call (errors, calls) summed per event.
+        self.tool_calls = np.array([len(r["tool_calls"]) for r in rows], float)
+        self.tool_errors = np.array([sum(c["error_type"] is not None for c in r["tool_calls"]) for r in rows],
+                                    float)
+
+    def minute_values(self, minutes: int) -> dict[str, np.ndarray]:
+        """Per metric, an array (2, minutes) of per-minute values, stable then canary (NaN: no data)."""
+        minute = np.minimum((self.rel // 60).astype(np.int64), minutes - 1)
+        out: dict[str, np.ndarray] = {}
+        for name in (*RATE_METRICS, *VALUE_METRICS):
+            table = np.full((2, minutes), math.nan)
+            for side, track in enumerate((~self.canary, self.canary)):
+                for m in range(minutes):
+                    sel = track & (minute == m)
+                    if name == "tool_error":
+                        calls = self.tool_calls[sel].sum()
+                        table[side, m] = self.tool_errors[sel].sum() / calls if calls else math.nan
+                        continue
+                    x = self.cols["latency" if name == "latency_p99" else name][sel]
+                    x = x[~np.isnan(x)]
+                    if x.size:
+                        table[side, m] = np.percentile(x, 99) if name == "latency_p99" else x.mean()
+            out[name] = table
+        return out
+
+
+def _fails(name: str, stable: float, canary: float) -> bool:
+    if name == "helpfulness":
+        return canary < stable - 0.05
+    return canary > 1.5 * stable
+
+
+def flagger(values: dict[str, np.ndarray], threshold: int = 5) -> float | None:
+    """Seconds from the start at which the Flagger-style rule rolls back (None: never)."""
+    minutes = next(iter(values.values())).shape[1]
+    failed = 0
+    for m in range(minutes):
+        if any(not np.isnan(v[1, m]) and not np.isnan(v[0, m]) and _fails(name, v[0, m], v[1, m])
+               for name, v in values.items()):
+            failed += 1
+            if failed >= threshold:
+                return 60.0 * (m + 1)
+    return None
+
+
+def mann_whitney_fails(stable: np.ndarray, canary: np.ndarray, decrease: bool = False, p: float = 0.05) -> bool:
+    """Kayenta's metric judgment: one-sided Mann-Whitney U in the harmful direction at level ``p``."""
+    stable, canary = stable[~np.isnan(stable)], canary[~np.isnan(canary)]
+    if stable.size < 2 or canary.size < 2 or np.ptp(np.concatenate([stable, canary])) == 0:
+        return False
+    result = mannwhitneyu(canary, stable, alternative="less" if decrease else "greater")
+    return bool(result.pvalue < p)
+
+
+def kayenta(values: dict[str, np.ndarray], every: int = 5) -> float | None:
+    """Seconds from the start at which the Kayenta-style rule rolls back (None: never)."""
+    minutes = next(iter(values.values())).shape[1]
+    for end in range(every, minutes + 1, every):
+        if any(mann_whitney_fails(v[0, :end], v[1, :end], decrease=name == "helpfulness")
+               for name, v in values.items()):
+            return 60.0 * end
+    return None
+
+
+def vigil(buf: bytes, start: float) -> float | None:
+    """Seconds from the start of vigil's first rollback on the events (None: none)."""
+    for decision in replay(io.BytesIO(buf), [ROLLOUT]):
+        if decision.action == "rollback":
+            return seconds(decision.time) - start
+    return None
+
+
+# --- information floor ---------------------------------------------------------------------------------
+def kl_bernoulli(p1: float, p0: float) -> float:
+    return p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
+
+
+def bernoulli_floor(p0: float, p1: float, rate: float, alpha: float = ALPHA) -> float:
+    """Seconds for ``rate`` observations/s of Bern(p1) to carry ``log(1/alpha)`` against Bern(p0)."""
+    return math.log(1 / alpha) / (rate * kl_bernoulli(p1, p0))
+
+
+def gaussian_floor(shift: float, sd: float, rate: float, alpha: float = ALPHA) -> float:
+    """Seconds for ``rate`` observations/s of a normal shifted by ``shift`` (sd ``sd``) to reach the threshold."""
+    return math.log(1 / alpha) / (rate * shift**2 / (2 * sd**2))
+
+
+def floor(kind: str, seed: int = 99, alpha: float = ALPHA) -> float:
+    """The information floor of a canary fault of ``kind`` at the benchmark's canary rate (seconds)."""
+    config = SimConfig(rate=200.0, duration=300.0, canary_weight=50.0, seed=seed, faults=(Fault(kind),))
+    f = Frame(config, generate(config))
+    metric = PRIMARY[kind]
+    canary_per_s = RATE * WEIGHT / 100.0
+    if metric == "tool_error":
+        s, c = ~f.canary, f.canary
+        p0, p1 = f.tool_errors[s].sum() / f.tool_calls[s].sum(), f.tool_errors[c].sum() / f.tool_calls[c].sum()
+        return bernoulli_floor(p0, p1, canary_per_s * f.tool_calls[s].mean(), alpha)
+    x = f.cols[metric]
+    seen = ~np.isnan(x)
+    share = seen[~f.canary].mean()  # observations per interaction (feedback, evaluations)
+    stable, canary = x[seen & ~f.canary], x[seen & f.canary]
+    if metric in ("latency", "output_tokens"):
+        stable, canary = np.log(stable), np.log(canary)
+    if metric in ("latency", "output_tokens", "helpfulness"):
+        return gaussian_floor(float(canary.mean() - stable.mean()), float(stable.std()), canary_per_s * share,
+                              alpha)
+    return bernoulli_floor(float(stable.mean()), float(canary.mean()), canary_per_s * share, alpha)
+
+
+# --- the runs ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    kind: str  # a fault kind, or "healthy" / "incident"
+    onset: float | None
+    seed: int
+    duration: float
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def run_one(run: Run) -> dict[str, float | None]:
+    """Rollback time (seconds from the start) of each rule on one simulated rollout."""
+    faults: tuple[Fault, ...] = ()
+    if run.kind == "incident":
+        faults = (Fault("incident", onset=run.duration / 3, duration=run.duration / 6),)
+    elif run.kind != "healthy":
+        assert run.onset is not None
+        faults = (Fault(run.kind, onset=run.onset),)
+    config = SimConfig(rate=RATE, duration=run.duration, canary_weight=WEIGHT, seed=run.seed, faults=faults)
+    events = list(generate(config))
+    buf = b"\n".join(_encoder.encode(e) for e in events) + b"\n"
+    values = Frame(config, events).minute_values(int(run.duration // 60))
+    return {"vigil": vigil(buf, config.start), "flagger": flagger(values), "kayenta": kayenta(values)}
+
+
+def plan(runs: int, healthy: int, seed: int, duration: float, onsets: tuple[float, ...],
+         kinds: tuple[str, ...] = FAULTS) -> list[Run]:
+    out = [Run("incident" if i % 2 else "healthy", None, seed + i, duration) for i in range(healthy)]
+    k = healthy
+    for kind in kinds:
+        for onset in onsets:
+            for _ in range(runs):
+                out.append(Run(kind, onset, seed + k, duration))
+                k += 1
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.0f}"
+
+
+def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, float]) -> str:
+    """The markdown table: per fault kind (both onsets) and overall."""
+    lines = ["| fault | runs | floor (s) | " + " | ".join(f"{r}: caught, median delay (s), false rb" for r in RULES)
+             + " |", "|---|---|---|" + "---|" * len(RULES)]
+    healthy = [x for x in results if x[0].onset is None]
+    cells = []
+    for rule in RULES:
+        fr = sum(x[1][rule] is not None for x in healthy)
+        cells.append(f"{100 * fr / max(1, len(healthy)):.0f}% rolled back")
+    lines.append(f"| healthy (half with an incident) | {len(healthy)} | - | " + " | ".join(cells) + " |")
+    faulty_all = [x for x in results if x[0].onset is not None]
+    groups = [(kind, [x for x in faulty_all if x[0].kind == kind]) for kind in floors]
+    onsets = sorted({x[0].onset for x in faulty_all if x[0].onset is not None})
+    groups = [g for g in groups if g[1]] + [(f"all faults, onset {_fmt(o)} s", [x for x in faulty_all
+                                                                                if x[0].onset == o])
+                                            for o in onsets] * (len(onsets) > 1) + [("all faults", faulty_all)]
+    for kind, group in groups:
+        cells = []
+        for rule in RULES:
+            delays, false = [], 0
+            for run, res in group:
+                at = res[rule]
+                assert run.onset is not None
+                if at is not None and at < run.onset:
+                    false += 1
+                    at = None
+                delays.append(math.inf if at is None else at - run.onset)
+            caught = sum(math.isfinite(d) for d in delays)
+            med = statistics.median(delays)  # a miss is infinite, so is a median over half misses
+            cells.append(f"{100 * caught / len(group):.0f}%, {_fmt(med)}, {false}")
+        fl = _fmt(floors[kind]) if kind in floors else "-"
+        lines.append(f"| {kind} | {len(group)} | {fl} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="rollouts per fault kind and onset (default 3)")
+    parser.add_argument("--healthy", type=int, default=10, help="healthy rollouts (default 10)")
+    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=3600.0, help="seconds per rollout (default 3600)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 kinds, 1 run, 10-minute rollouts")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        kinds: tuple[str, ...] = ("escalation", "latency")
+        runs = plan(1, 1, args.seed, 600.0, (60.0,), kinds)
+    else:
+        kinds = FAULTS
+        runs = plan(args.runs, args.healthy, args.seed, args.duration, (60.0, min(1200.0, args.duration / 3)))
+    if args.jobs > 1:
+        import multiprocessing
+
+        with multiprocessing.Pool(args.jobs) as pool:
+            outcomes = pool.map(run_one, runs)
+    else:
+        outcomes = [run_one(r) for r in runs]
+    floors = {kind: floor(kind) for kind in kinds}
+    text = table(list(zip(runs, outcomes, strict=True)), floors)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
