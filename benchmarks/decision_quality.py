@@ -40,7 +40,9 @@ benchmark's rollouts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import json
 import math
 import statistics
 from collections.abc import Iterable
@@ -51,7 +53,7 @@ import msgspec
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from controller.config import parse_rollout
+from controller.config import Rollout, parse_rollout
 from controller.contracts.decisions import seconds
 from controller.replay import replay
 from controller.tools.simulate import Fault, SimConfig, generate
@@ -67,9 +69,15 @@ VALUE_METRICS = ("latency_p99", "output_tokens", "helpfulness")
 PRIMARY = {"escalation": "escalation", "error": "error", "guardrail": "blocked", "latency": "latency",
            "output_tokens": "output_tokens", "csat": "low_csat", "length": "length", "tool_error": "tool_error",
            "abandonment": "abandonment", "evaluation": "helpfulness"}
-ROLLOUT = parse_rollout({"apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": "bench"},
-                         "spec": {"agent": "support-bot", "stable": {"version": "v1"},
-                                  "canary": {"version": "v2"}}})
+
+
+def bench_rollout(analysis: str = "{}") -> Rollout:
+    """The watch-only AgentRollout vigil runs with; ``analysis``: JSON of ``spec.analysis`` settings."""
+    spec: dict[str, Any] = {"agent": "support-bot", "stable": {"version": "v1"}, "canary": {"version": "v2"}}
+    if analysis != "{}":
+        spec["analysis"] = json.loads(analysis)
+    return parse_rollout({"apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": "bench"},
+                          "spec": spec})
 
 
 class Frame:
@@ -158,9 +166,9 @@ def kayenta(values: dict[str, np.ndarray], every: int = 5) -> float | None:
     return None
 
 
-def vigil(buf: bytes, start: float) -> float | None:
+def vigil(buf: bytes, start: float, analysis: str = "{}") -> float | None:
     """Seconds from the start of vigil's first rollback on the events (None: none)."""
-    for decision in replay(io.BytesIO(buf), [ROLLOUT]):
+    for decision in replay(io.BytesIO(buf), [bench_rollout(analysis)]):
         if decision.action == "rollback":
             return seconds(decision.time) - start
     return None
@@ -210,6 +218,7 @@ class Run:
     onset: float | None
     seed: int
     duration: float
+    analysis: str = "{}"  # JSON of vigil's spec.analysis settings
 
 
 _encoder = msgspec.json.Encoder()
@@ -227,7 +236,7 @@ def run_one(run: Run) -> dict[str, float | None]:
     events = list(generate(config))
     buf = b"\n".join(_encoder.encode(e) for e in events) + b"\n"
     values = Frame(config, events).minute_values(int(run.duration // 60))
-    return {"vigil": vigil(buf, config.start), "flagger": flagger(values), "kayenta": kayenta(values)}
+    return {"vigil": vigil(buf, config.start, run.analysis), "flagger": flagger(values), "kayenta": kayenta(values)}
 
 
 def plan(runs: int, healthy: int, seed: int, duration: float, onsets: tuple[float, ...],
@@ -289,13 +298,16 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--duration", type=float, default=3600.0, help="seconds per rollout (default 3600)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 kinds, 1 run, 10-minute rollouts")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--analysis", default="{}", help='JSON of spec.analysis for vigil, e.g. \'{"stratum": 0}\'')
     args = parser.parse_args(argv)
+    bench_rollout(args.analysis)  # refused here, with the field named, rather than in every run
     if args.quick:
         kinds: tuple[str, ...] = ("escalation", "latency")
         runs = plan(1, 1, args.seed, 600.0, (60.0,), kinds)
     else:
         kinds = FAULTS
         runs = plan(args.runs, args.healthy, args.seed, args.duration, (60.0, min(1200.0, args.duration / 3)))
+    runs = [dataclasses.replace(r, analysis=args.analysis) for r in runs]
     if args.jobs > 1:
         import multiprocessing
 

@@ -29,7 +29,7 @@ from controller.ingest.catalog import Direction, spec_for
 
 __all__ = ["API_VERSION", "MAX_SEGMENTS_LIMIT", "NOTIFY_ACTIONS", "ROUTERS", "SEGMENT_DIMENSIONS",
            "SPEC_REQUIRED", "Analysis", "ConfigError", "MetricOverride", "Notification", "RollbackPolicy", "Rollout",
-           "RolloutSpec", "SecretRef", "Step", "Traffic", "Workload", "load_rollouts", "parse_duration",
+           "Promotion", "RolloutSpec", "SecretRef", "Step", "Traffic", "Workload", "load_rollouts", "parse_duration",
            "parse_rollout", "spec_schema"]
 
 ApiVersion = Literal["vigil.dev/v1alpha1"]
@@ -168,6 +168,17 @@ class MetricOverride(_Settings, frozen=True):
             raise ConfigError("name", f"unknown metric {self.name!r} (see docs/metrics.md)")
 
 
+class Promotion(_Settings, frozen=True):
+    evidence: bool = True
+    """Whether a step passes only once a harm of the size below would have been caught; false: on time alone."""
+    odds_ratio: Annotated[float, Meta(gt=1)] = 2.0
+    """Odds ratio of a harmful outcome, canary against stable, each critical test must have had the data to catch."""
+    increase: Annotated[float, Meta(gt=0, lt=1)] = 0.01
+    """Or this absolute increase of the harmful share, when larger (outcomes stable almost never has)."""
+    power: Annotated[float, Meta(ge=0.5, lt=1)] = 0.9
+    """Probability with which a harm of that size would have been caught by now."""
+
+
 class Analysis(_Settings, frozen=True):
     alpha: Annotated[float, Meta(gt=0, lt=1)] = 0.01
     """Probability of rolling back a healthy canary over the whole rollout, split across the tests."""
@@ -186,12 +197,17 @@ class Analysis(_Settings, frozen=True):
     change_every: Duration = 60.0
     """Event time between two fresh starts of each test, so a harm that begins late is judged on what follows it;
     0: every test counts its evidence from the start of the analysis only."""
+    stratum: Duration = 30.0
+    """Event time pooled into one stratum of every test's tables (cut early where the canary weight changes); the
+    tests decide at each stratum's end; at most ``bucketSeconds``: one bucket."""
     metrics: tuple[MetricOverride, ...] = ()
     """Metrics to monitor; empty means every metric present in the events, with catalog defaults."""
     segments: tuple[Dimension, ...] = ()
     """Dimensions (``channel``, ``tenant``) whose every value also gets its own test of each metric; empty: none."""
     max_segments: Annotated[int, Meta(ge=1, le=MAX_SEGMENTS_LIMIT)] = 20
     """Values of a segment dimension tested on their own; values seen after the first ones are pooled as ``other``."""
+    promotion: Promotion = msgspec.field(default_factory=Promotion)
+    """When a step may pass: only on evidence that a harm of a given size would have been caught."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -27,7 +27,7 @@ import numpy as np
 
 from controller.analysis.budget import SEGMENT_SHARE, RolloutBudget
 from controller.analysis.segments import Segments, suffix
-from controller.analysis.strata import Counts, Table, TestKey, stratify
+from controller.analysis.strata import Counts, Stratum, TestKey
 from controller.analysis.thresholds import Thresholds, test_names
 from controller.config import Analysis
 from controller.contracts.decisions import Evidence
@@ -35,10 +35,26 @@ from controller.ingest.buckets import Bucket
 from controller.ingest.catalog import CATALOG, spec_for
 from detectors.alpha import AlphaBudget, SegmentBudget
 from detectors.mixture_fisher import MixtureFisherTest, fisher_log_lr
+from detectors.power import harmful_share, samples_to_catch
 
-__all__ = ["SEGMENT_SHARE", "CanaryAnalysis", "TestKey", "TestResult"]
+__all__ = ["SEGMENT_SHARE", "CanaryAnalysis", "Gap", "TestKey", "TestResult"]
 
 DETECTOR = "mixture-fisher"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A test that cannot yet tell a harm of the promotion's size: ``has`` canary observations, ``needs`` more."""
+
+    name: str
+    has: int
+    needs: float
+
+    def __str__(self) -> str:
+        if self.name == "canary":
+            return "no canary observations in a closed stratum yet"
+        need = "too few stable observations" if math.isinf(self.needs) else f"{self.has} of ~{math.ceil(self.needs)}"
+        return f"{self.name} {need}"
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,7 @@ class CanaryAnalysis:
         self.budgets = RolloutBudget(settings.alpha, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
         self.only = set(overrides) if overrides else None
         # fresh starts, counted in buckets in which the test has tables (see MixtureFisherTest.change_every)
-        self._change_every = math.ceil(settings.change_every / settings.bucket_seconds) if settings.change_every else 0
+        self._change_every = math.ceil(settings.change_every / self.stratum_seconds) if settings.change_every else 0
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}
@@ -87,6 +103,14 @@ class CanaryAnalysis:
         self.examples: dict[str, deque[str]] = {}  # metric, or metric[dimension=value] -> conversation ids
         self.window: deque[tuple[int, dict[str, tuple[int, int, int, int]]]] = deque()
         self.buckets_seen = 0
+        self.stratum = Stratum()  # the open stratum: buckets added, tables not yet fed
+        self._frozen: dict[str, dict[float, int]] = {}  # the value thresholds of the open stratum
+
+    @property
+    def stratum_seconds(self) -> int:
+        """Event time a stratum spans (``spec.analysis.stratum``, in whole buckets, at least one)."""
+        b = self.settings.bucket_seconds
+        return max(b, math.ceil(self.settings.stratum / b) * b)
 
     @property
     def budget(self) -> AlphaBudget:
@@ -149,17 +173,49 @@ class CanaryAnalysis:
             return -1
         return int(self._direction(m) == "decrease")
 
-    def tables(self, buckets: list[Bucket]) -> tuple[list[TestKey], list[Table]]:
-        """Per test and stratum, ``(n_canary, harm_canary, n_stable, harm_stable)`` of one bucket
-        (:func:`controller.analysis.strata.stratify`)."""
-        thresholds = self.thresholds.current()
-        self.segments.admit(buckets, (self.canary, self.stable))
-        return stratify(buckets, self.canary, self.stable, lambda b: self._counts(b, thresholds), self.segments)
-
     def observe(self, start: int, buckets: list[Bucket]) -> list[TestResult]:
-        """Feed one closed bucket; return the tests in alarm (new or standing)."""
-        keys, rows = self.tables(buckets)
+        """Add one closed bucket to the open stratum; at the stratum's end, feed its tables to the tests.
+        Return the tests in alarm (new or standing)."""
+        if self.stratum.start is not None and start >= self.stratum.start + self.stratum_seconds:
+            self.cut()  # a gap in the traffic: the open stratum ended before this bucket
+        st = self.stratum
+        if st.start is None:
+            # the value thresholds hold for the whole stratum, set from earlier strata only: a table of the
+            # stratum must not depend on which of its own interactions were stable
+            self._frozen = {m: dict(q) for m, q in self.thresholds.current().items()}
+        self.segments.admit(buckets, (self.canary, self.stable))
+        frozen = self._frozen
+        st.add(start, buckets, self.canary, self.stable, lambda b: self._counts(b, frozen), self.segments)
+        head = st.split()
+        if head is not None:
+            self._feed(head)  # the share changed inside the stratum: what came before is a stratum of its own
         self.buckets_seen += 1
+        for b in buckets:
+            if b.version == self.canary:
+                segs = self.segments.suffixes(b)
+                for m, ids in b.examples.items():
+                    self.examples.setdefault(m, deque(maxlen=10)).extend(ids)
+                    for suffix in segs:
+                        self.examples.setdefault(m + suffix, deque(maxlen=10)).extend(ids)
+            elif b.version == self.stable:
+                self.thresholds.add(b.values)
+        if st.start is not None and start + self.settings.bucket_seconds >= st.start + self.stratum_seconds:
+            self.cut()
+        return [
+            TestResult(name, self.metric_of[name], self.is_critical(name), self.has_enough_samples(name))
+            for name, t in self.tests.items() if t.alarm
+        ]
+
+    def cut(self) -> None:
+        """End the open stratum here and feed its tables to the tests: at its length, or where the canary's
+        weight changes (a table must not pool interactions assigned at different weights)."""
+        st, self.stratum = self.stratum, Stratum()
+        self._feed(st)
+
+    def _feed(self, st: Stratum) -> None:
+        if st.start is None:
+            return
+        keys, rows = st.tables()
         seen: dict[str, tuple[int, int, int, int]] = {}
         if rows:
             arr = np.asarray(rows, dtype=np.float64)
@@ -185,22 +241,9 @@ class CanaryAnalysis:
                 for j in range(4):
                     s[j] += c[j]
                 seen[key.name] = tuple(c)  # type: ignore[assignment]
-        self.window.append((start, seen))
-        while self.window and self.window[0][0] <= start - self.settings.window:
+        self.window.append((st.start, seen))
+        while self.window and self.window[0][0] <= st.start - self.settings.window:
             self.window.popleft()
-        for b in buckets:
-            if b.version == self.canary:
-                segs = self.segments.suffixes(b)
-                for m, ids in b.examples.items():
-                    self.examples.setdefault(m, deque(maxlen=10)).extend(ids)
-                    for suffix in segs:
-                        self.examples.setdefault(m + suffix, deque(maxlen=10)).extend(ids)
-            elif b.version == self.stable:
-                self.thresholds.add(b.values)
-        return [
-            TestResult(name, self.metric_of[name], self.is_critical(name), self.has_enough_samples(name))
-            for name, t in self.tests.items() if t.alarm
-        ]
 
     def is_critical(self, name: str) -> bool:
         """Whether test ``name`` may roll back on its own (its metric's ``critical``)."""
@@ -209,6 +252,31 @@ class CanaryAnalysis:
     def has_enough_samples(self, name: str) -> bool:
         """Whether test ``name`` has the canary observations its metric needs before it may act."""
         return self.tests[name].counts[0] >= self._min_samples.get(self.metric_of[name], self.settings.min_samples)
+
+    def promotion_gaps(self) -> list[Gap]:
+        """The critical pooled tests without the canary data to have caught a harm of ``spec.analysis.promotion``'s
+        size (:func:`detectors.power.samples_to_catch`), with the observations each still needs; a gap named
+        ``canary`` when no test has any canary observation. Empty: a step may pass."""
+        p = self.settings.promotion
+        if not p.evidence:
+            return []
+        gaps: list[Gap] = []
+        for name, t in self.tests.items():
+            if name in self.segment_of or not self.is_critical(name):
+                continue
+            nc, _, ns, ks = t.counts
+            if nc == 0:
+                continue
+            p0 = ks / ns if ns else 0.0
+            p1 = harmful_share(min(p0, 1.0 - 1e-9), p.odds_ratio, p.increase)
+            # what the test pays before its alarm: its level, the weight of its first start, the mixture
+            threshold = t.threshold + (math.log(2.0) if t.change_every else 0.0) + math.log(t.log_psi.size)
+            need = samples_to_catch(min(p0, 1.0 - 1e-9), p1, threshold, p.power, ns / (ns + nc))
+            if nc < need:
+                gaps.append(Gap(name, nc, need))
+        if not any(t.counts[0] for t in self.tests.values()):
+            gaps.append(Gap("canary", 0, math.inf))
+        return gaps
 
     def evidence(self, names: list[str] | None = None, top: int = 5) -> list[Evidence]:
         """Evidence of the named tests, or of the ``top`` closest to their thresholds."""
@@ -255,6 +323,8 @@ class CanaryAnalysis:
             "sums": self.sums, "examples": {m: list(d) for m, d in self.examples.items()},
             "window": [[s, {k: list(v) for k, v in seen.items()}] for s, seen in self.window],
             "buckets_seen": self.buckets_seen,
+            "stratum": {**self.stratum.to_state(),
+                        "thresholds": {m: {str(q): b for q, b in t.items()} for m, t in self._frozen.items()}},
         }
         if self.segment_budget is not None:  # absent without segments: the checkpoint is as it always was
             state["segments"] = {"budget": self.segment_budget.to_state(), "values": self.segments.values,
@@ -269,6 +339,10 @@ class CanaryAnalysis:
         self.examples = {m: deque(ids, maxlen=10) for m, ids in state["examples"].items()}
         self.window = deque((int(s), {k: tuple(v) for k, v in seen.items()}) for s, seen in state["window"])
         self.buckets_seen = int(state["buckets_seen"])
+        stratum = state.get("stratum")  # absent from checkpoints written before strata pooled buckets
+        self.stratum = Stratum.from_state(stratum)
+        self._frozen = {} if stratum is None else {
+            m: {float(q): int(b) for q, b in t.items()} for m, t in stratum["thresholds"].items()}
         # The budget the rollout started with stays, even if the config changed since: its pooled share was
         # set with it, and a segment budget added now would spend more than alpha.
         seg = state.get("segments")

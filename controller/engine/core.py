@@ -62,7 +62,10 @@ class AgentState:
         if self.policy.phase != "progressing":
             return []
         alarms = self.analysis.observe(start, buckets)
-        return self.policy.on_bucket(start + self.window.bucket_seconds, alarms, self.analysis)
+        decisions = self.policy.on_bucket(start + self.window.bucket_seconds, alarms, self.analysis)
+        if any(d.action == "set_weight" for d in decisions):
+            self.analysis.cut()  # a stratum holds one canary weight: the tables so far are fed at the old one
+        return decisions
 
     def to_state(self) -> dict[str, Any]:
         return {

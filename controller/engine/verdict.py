@@ -60,7 +60,10 @@ def verdict_of(st: AgentState, namespace: str | None, name: str) -> VerdictDocum
     alarms = sorted(n for n, t in ana.tests.items() if t.alarm)
     acting = [n for n in alarms if ana.is_critical(n) and ana.has_enough_samples(n)]
     samples = max((t.counts[0] for t in ana.tests.values()), default=0)
-    enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests if ana.is_critical(n))
+    # enough to pass a step: the samples to act on every critical test, and the data to have caught a harm of the
+    # promotion's size (what RolloutPolicy waits for before a step passes)
+    enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests if ana.is_critical(n)) \
+        and not ana.promotion_gaps()
     rollback = pol.phase == "rolled_back" or bool(acting)
     v: Verdict = "unhealthy" if rollback else ("healthy" if enough and not alarms else "inconclusive")
     return msgspec.structs.replace(

@@ -2,7 +2,11 @@
 
 Rollback needs a critical test in alarm with at least ``min_samples`` canary observations; a test in
 alarm with fewer samples, or a non-critical one, raises an alert (once per test). Steps advance in
-event time; after the last step the canary is promoted. With no steps the policy only watches.
+event time, and a pause passes only on evidence (``spec.analysis.promotion``): once every critical test has
+had the canary data to catch a harm of the configured size, and no critical test stands in alarm with too few
+samples to act; until then the step holds, reported as a ``pause`` decision that says what is missing, again
+whenever that changes (insufficient data: neither a pass nor a failure). After the last step the canary is
+promoted, on the same evidence. With no steps the policy only watches.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class RolloutPolicy:
         # Watch-only rollouts know no weights of their own: 0 until a step or the rollback says so.
         self.weight = 0.0
         self.alerted: set[str] = set()
+        # the step held and what it waited for, when last reported
+        self.held: tuple[int, tuple[str, ...]] | None = None
 
     @property
     def weights(self) -> dict[str, float]:
@@ -76,20 +82,54 @@ class RolloutPolicy:
                 out.append(self._decide(t, "set_weight", f"step {self.step}/{len(steps)}: canary weight "
                                         f"{s.set_weight:g}%", analysis))
             elif s.pause is not None and t - self.step_started >= s.pause:
+                hold = self._hold(t, alarms, analysis)
+                if hold is not None:
+                    out.extend(hold)
+                    return out
                 self.step += 1
                 self.step_started = t
             else:
                 break
         if steps and self.step >= len(steps):
+            hold = self._hold(t, alarms, analysis)
+            if hold is not None:
+                out.extend(hold)
+                return out
             self.phase = "promoted"
             self.weight = 100.0
-            out.append(self._decide(t, "promote", f"all {len(steps)} steps passed with no harmful difference",
+            p = self.rollout.analysis.promotion
+            why = (f", each critical test with the data to catch a harm of odds ratio {p.odds_ratio:g} "
+                   f"(or +{100 * p.increase:g} pp) with probability {p.power:g}") if p.evidence else ""
+            out.append(self._decide(t, "promote", f"all {len(steps)} steps passed with no harmful difference{why}",
                                     analysis))
         return out
 
+    def _hold(self, t: float, alarms: list[TestResult], analysis: CanaryAnalysis) -> list[Decision] | None:
+        """None when the step may pass on evidence; else the step holds, with a ``pause`` decision whenever what it
+        waits for changes (too little canary data, or a critical test in alarm with too few samples to act:
+        neither a pass nor a failure)."""
+        standing = sorted(a.name for a in alarms if a.critical and not a.enough_samples)
+        gaps = analysis.promotion_gaps()
+        if not standing and not gaps:
+            return None
+        what = (self.step, tuple(standing + [g.name for g in gaps]))
+        if self.held == what:
+            return []  # reported already; reported again when what it waits for changes
+        self.held = what
+        p = self.rollout.analysis.promotion
+        parts = [f"{', '.join(standing)} in alarm with too few samples to act"] if standing else []
+        if gaps:
+            parts.append(f"insufficient data to catch a harm of odds ratio {p.odds_ratio:g} (or +{100 * p.increase:g}"
+                         f" pp) with probability {p.power:g}: " + "; ".join(str(g) for g in gaps[:5])
+                         + (f"; {len(gaps) - 5} more" if len(gaps) > 5 else ""))
+        at = f"step {self.step + 1}/{len(self.rollout.steps)}" if self.step < len(self.rollout.steps) else "promotion"
+        names = standing + [g.name for g in gaps if g.name in analysis.tests]
+        return [self._decide(t, "pause", f"{at} held: " + "; ".join(parts), analysis, names or None)]
+
     def to_state(self) -> dict[str, Any]:
         return {"phase": self.phase, "step": self.step, "step_started": self.step_started,
-                "weight": self.weight, "alerted": sorted(self.alerted)}
+                "weight": self.weight, "alerted": sorted(self.alerted),
+                "held": None if self.held is None else [self.held[0], list(self.held[1])]}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.phase = state["phase"]
@@ -97,3 +137,5 @@ class RolloutPolicy:
         self.step_started = state["step_started"]
         self.weight = float(state["weight"])
         self.alerted = set(state["alerted"])
+        held = state.get("held")  # absent from checkpoints written before steps held on evidence
+        self.held = None if held is None else (int(held[0]), tuple(held[1]))

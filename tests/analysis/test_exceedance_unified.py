@@ -57,9 +57,9 @@ def test_quantiles_and_counts_beyond_them() -> None:
 @pytest.mark.parametrize("slower", [1.0, 1.15])
 def test_the_analysis_and_the_detector_reach_the_same_statistics(slower: float) -> None:
     rng = np.random.default_rng(11)
-    # without fresh starts (changeEvery 0), as the detector counts its evidence: from the start
+    # without fresh starts (changeEvery 0), one stratum per bucket, as the detector counts its evidence: from the start
     settings = Analysis(alpha=0.01, baseline_min_samples=MIN_HISTORY, metrics=(MetricOverride(name=METRIC),),
-                        change_every=0)
+                        change_every=0, stratum=0)
     analysis = CanaryAnalysis("v1", "v2", settings)
     # block = the canary's values per bucket: with each bucket's stable values first, a block closes at the
     # bucket's last canary value, so the detector's blocks are the analysis's buckets

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -90,7 +91,7 @@ def test_segment_tests_are_made_per_value_with_other_pooling_the_rest() -> None:
 
 def test_without_segments_nothing_changes() -> None:
     law = healthy_law(len(TENANTS))
-    plain = run(Analysis(alpha=0.2), rollout(np.random.default_rng(3), law, law, 10, 90))
+    plain = run(Analysis(alpha=0.2, stratum=0), rollout(np.random.default_rng(3), law, law, 10, 90))
     assert plain.segment_budget is None and len(plain.tests) == POOLED_TESTS
     assert "segments" not in plain.to_state()
     segmented = run(SEGMENTED, rollout(np.random.default_rng(3), law, law, 10, 90))
@@ -101,17 +102,21 @@ def test_without_segments_nothing_changes() -> None:
         assert segmented.tests[name].alpha == pytest.approx(t.alpha * (1 - SEGMENT_SHARE))
 
 
-def test_analysis_state_round_trips_mid_rollout() -> None:
+@pytest.mark.parametrize("stratum", [0, 5])
+def test_analysis_state_round_trips_mid_rollout(stratum: int) -> None:
+    """Also in the middle of a stratum (checkpointed at bucket 12 of strata of 5): its buckets come back."""
     law = healthy_law(len(TENANTS))
     steps = list(rollout(np.random.default_rng(4), law, law.with_rate("escalation_rate", 0, 0.5), 30, 90))
-    whole = CanaryAnalysis("v1", "v2", SEGMENTED)
-    first = CanaryAnalysis("v1", "v2", SEGMENTED)
+    settings = msgspec.structs.replace(SEGMENTED, stratum=stratum)
+    whole = CanaryAnalysis("v1", "v2", settings)
+    first = CanaryAnalysis("v1", "v2", settings)
     expected, got = [], []
     for i, (start, buckets) in enumerate(steps):
         expected.append(whole.observe(start, buckets))
         if i == 12:
             state = json.loads(json.dumps(first.to_state()))
-            first = CanaryAnalysis("v1", "v2", SEGMENTED)
+            assert bool(state["stratum"]["parts"]) == bool(stratum)
+            first = CanaryAnalysis("v1", "v2", settings)
             first.load_state(state)
         got.append(first.observe(start, buckets))
     assert got == expected and any(expected)

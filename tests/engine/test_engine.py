@@ -143,11 +143,12 @@ def test_non_critical_metric_only_alerts(tripled: Traffic) -> None:
 
 # --- steps and promotion --------------------------------------------------------------------------------
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {"duration": "30s"}}]
+ON_TIME = {"promotion": {"evidence": False}}  # steps that pass on event time alone, as before promotion on evidence
 
 
 def test_healthy_canary_steps_forward_then_is_promoted() -> None:
     stream = traffic(seed=7, seconds=120, escalation=(0.12, 0.12))
-    decisions = run(Engine([rollout(steps=STEPS)]), summaries(stream))
+    decisions = run(Engine([rollout(steps=STEPS, **ON_TIME)]), summaries(stream))
     assert [d.action for d in decisions] == ["set_weight", "set_weight", "promote"]
     assert [d.weights for d in decisions] == [{"v1": 90.0, "v2": 10.0}, {"v1": 50.0, "v2": 50.0},
                                               {"v1": 0.0, "v2": 100.0}]
@@ -161,7 +162,7 @@ def test_healthy_canary_steps_forward_then_is_promoted() -> None:
 def test_consecutive_weights_are_set_in_one_bucket() -> None:
     stream = traffic(seed=8, seconds=20, escalation=(0.12, 0.12))
     steps = [{"setWeight": 5}, {"setWeight": 25}, {"pause": {"duration": 10}}]
-    decisions = run(Engine([rollout(steps=steps)]), summaries(stream))
+    decisions = run(Engine([rollout(steps=steps, **ON_TIME)]), summaries(stream))
     assert [(d.action, d.weights["v2"]) for d in decisions] == [("set_weight", 5.0), ("set_weight", 25.0),
                                                                  ("promote", 100.0)]
     assert decisions[0].time == decisions[1].time
@@ -290,7 +291,7 @@ def test_replay_decides_as_the_engine_does(tmp_path: Path) -> None:
     with path.open("wb") as fh:
         for i, e in enumerate(stream.events):
             fh.write(json.dumps(cloudevent(e, i)).encode() + b"\n")
-    r = rollout(steps=STEPS)
+    r = rollout(steps=STEPS, **ON_TIME)
     with path.open("rb") as fh:
         replayed = list(replay(fh, [r]))
     assert [d.action for d in replayed] == ["set_weight", "set_weight", "promote"]

@@ -109,12 +109,13 @@ def test_paused_rollout_holds_its_steps_but_still_rolls_back() -> None:
 
 def test_engine_takes_new_settings_while_running() -> None:
     steps = [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {"duration": "1h"}}]
-    eng = Engine([rollout(steps=steps, paused=True)])
+    on_time = {"analysis": {"promotion": {"evidence": False}}}  # the 30 s pause passes on time alone
+    eng = Engine([rollout(steps=steps, paused=True, **on_time)])
     out: list[Decision] = []
     stream = summaries(traffic(3, 200, share=0.3))
     for i, p in enumerate(stream):
         if i == 60:
-            eng.set_rollouts([rollout(steps=steps)])  # resumed
+            eng.set_rollouts([rollout(steps=steps, **on_time)])  # resumed
         out.extend(eng.apply(p))
     acts = [(d.action, d.weights.get("v2")) for d in out]
     assert acts[:2] == [("set_weight", 10.0), ("set_weight", 50.0)], acts

@@ -90,7 +90,7 @@ def run(settings: Analysis, stream: Iterator[tuple[int, list[Bucket]]]) -> Canar
     return analysis
 
 
-SEGMENTED = Analysis(alpha=0.2, segments=("channel", "tenant"), max_segments=4)
+SEGMENTED = Analysis(alpha=0.2, segments=("channel", "tenant"), max_segments=4, stratum=0)
 
 
 def null_rollouts(settings: Analysis, rollouts: int, steps: int, volume: float, seed: int

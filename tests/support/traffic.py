@@ -113,4 +113,5 @@ def rollout(agent: str = "bot", steps: list[dict[str, Any]] | None = None, **ana
 def configured() -> Engine:
     steps = [{"setWeight": 20}, {"pause": {"duration": "1m"}},
              {"setWeight": 60}, {"pause": {"duration": "1m"}}]
-    return Engine([rollout("bot-a"), rollout("bot-b", steps=steps)])
+    # bot-b's steps pass on time alone, so that it is promoted within its four minutes of traffic
+    return Engine([rollout("bot-a"), rollout("bot-b", steps=steps, promotion={"evidence": False})])
