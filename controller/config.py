@@ -161,6 +161,8 @@ class MetricOverride(_Settings, frozen=True):
     """A critical metric rolls back on its own; a non-critical one only raises an alert."""
     min_samples: Count | None = None
     """Canary observations needed before this metric may act; the analysis default when unset."""
+    weight: Annotated[float, Meta(gt=0, le=1000)] | None = None
+    """Share of the false-alarm budget of each test of this metric, relative to others'; the catalog's when unset."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 __all__ = ["AlphaBudget", "SegmentBudget"]
@@ -10,26 +11,37 @@ __all__ = ["AlphaBudget", "SegmentBudget"]
 class AlphaBudget:
     """Union-bound (Bonferroni) allocation of ``alpha`` over known tests, plus a reserve for new ones.
 
-    ``known`` tests share ``alpha * (1 - reserve)`` equally. Tests discovered later (an evaluation name
-    first seen mid-rollout) draw from the reserve geometrically: the i-th gets ``alpha * reserve / 2**i``,
-    so however many appear, the total never exceeds ``alpha``. The family-wise false-alarm probability
-    is then at most ``alpha`` whatever the dependence between the tests.
+    ``known`` tests share ``alpha * (1 - reserve)``: equally, or in proportion to their weights when
+    ``known`` maps each test to a weight (the more important a test, the larger its share and the sooner it
+    can act). Tests discovered later (an evaluation name first seen mid-rollout) draw from the reserve
+    geometrically: the i-th gets ``alpha * reserve / 2**i``, so however many appear, the total never exceeds
+    ``alpha``. The family-wise false-alarm probability is then at most ``alpha`` whatever the dependence
+    between the tests.
 
     >>> budget = AlphaBudget(0.01, known=["a", "b"], reserve=0.2)
     >>> budget.level("a"), budget.level("new"), budget.level("new")
     (0.004, 0.001, 0.001)
+    >>> weighted = AlphaBudget(0.01, known={"errors": 3.0, "tokens": 1.0}, reserve=0.2)
+    >>> round(weighted.level("errors"), 6), round(weighted.level("tokens"), 6)
+    (0.006, 0.002)
     """
 
-    def __init__(self, alpha: float, known: list[str] | tuple[str, ...] = (), reserve: float = 0.2) -> None:
+    def __init__(self, alpha: float, known: Sequence[str] | Mapping[str, float] = (), reserve: float = 0.2) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         if not 0.0 <= reserve < 1.0:
             raise ValueError(f"reserve must be in [0, 1), got {reserve!r}")
         if not known and reserve == 0.0:
             raise ValueError("reserve must be > 0 when no tests are known in advance")
+        weights = dict(known) if isinstance(known, Mapping) else dict.fromkeys(known, 1.0)
+        for name, w in weights.items():
+            if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 < w < float("inf"):
+                raise ValueError(f"known weight of {name!r} must be a positive number, got {w!r}")
         self.alpha = float(alpha)
         self.reserve = float(reserve) if known else 1.0
-        self._known = {name: self.alpha * (1.0 - self.reserve) / len(known) for name in known}
+        total = math.fsum(weights.values())
+        self._weights = weights
+        self._known = {name: self.alpha * (1.0 - self.reserve) * w / total for name, w in weights.items()}
         self._discovered: dict[str, float] = {}
 
     def level(self, name: str) -> float:
@@ -41,12 +53,18 @@ class AlphaBudget:
         return self._discovered[name]
 
     def to_state(self) -> dict[str, object]:
-        return {"alpha": self.alpha, "reserve": self.reserve, "known": list(self._known),
-                "discovered": list(self._discovered)}
+        out: dict[str, object] = {"alpha": self.alpha, "reserve": self.reserve, "known": list(self._known),
+                                  "discovered": list(self._discovered)}
+        if any(w != 1.0 for w in self._weights.values()):  # absent when equal: the state is as it always was
+            out["weights"] = list(self._weights.values())
+        return out
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> AlphaBudget:
-        known = list(state["known"])  # type: ignore[call-overload]
+        names = list(state["known"])  # type: ignore[call-overload]
+        weights = state.get("weights")
+        known: list[str] | dict[str, float] = names if weights is None else \
+            dict(zip(names, (float(w) for w in weights), strict=True))  # type: ignore[attr-defined]
         budget = cls(float(state["alpha"]), known=known,  # type: ignore[arg-type]
                      reserve=float(state["reserve"]) if known else 0.2)  # type: ignore[arg-type]
         for name in state["discovered"]:  # type: ignore[attr-defined]
@@ -62,7 +80,8 @@ class SegmentBudget:
     dimension form a *family*, whose values are discovered one by one while the data streams in.
 
     * Families split ``alpha`` as :class:`AlphaBudget` splits it over tests: the families of the ``known``
-      base tests share ``alpha * (1 - reserve)`` equally, and the families of base tests discovered later
+      base tests share ``alpha * (1 - reserve)`` equally (in proportion to the base tests' weights when
+      ``known`` maps them to weights), and the families of base tests discovered later
       draw halving shares of the reserve, ``alpha * reserve / 2**j`` for the j-th.
     * Within a family with budget ``f``, a dimension holds at most ``slots[dimension]`` values (the caller
       pools the rest into one), and the i-th value discovered (i = 1, 2, ...) gets
@@ -82,7 +101,8 @@ class SegmentBudget:
     (0.0025, 0.0025, 0.006875)
     """
 
-    def __init__(self, alpha: float, known: Sequence[str], slots: Mapping[str, int], reserve: float = 0.2) -> None:
+    def __init__(self, alpha: float, known: Sequence[str] | Mapping[str, float], slots: Mapping[str, int],
+                 reserve: float = 0.2) -> None:
         if not slots:
             raise ValueError("slots must name at least one dimension")
         for dim, k in slots.items():
@@ -91,7 +111,8 @@ class SegmentBudget:
         self.slots = dict(slots)
         # families are keyed "test\x1fdimension": the unit separator cannot clash with a test name in practice
         # and keeps the family budget an AlphaBudget, with its checkpoint
-        self._families = AlphaBudget(alpha, known=[_family(t, d) for t in known for d in self.slots],
+        weights = dict(known) if isinstance(known, Mapping) else dict.fromkeys(known, 1.0)
+        self._families = AlphaBudget(alpha, known={_family(t, d): w for t, w in weights.items() for d in self.slots},
                                      reserve=reserve)
         self._members: dict[str, dict[str, float]] = {}
 

@@ -231,6 +231,8 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ("promotion power one", analysis(promotion={"power": 1}), "spec.analysis.promotion.power"),
     ("promotion evidence a string", analysis(promotion={"evidence": "yes"}), "spec.analysis.promotion.evidence"),
     ("unknown promotion field", analysis(promotion={"margin": 2}), "spec.analysis.promotion.margin"),
+    ("metric weight zero", metrics({"name": "error_rate", "weight": 0}), "spec.analysis.metrics[0].weight"),
+    ("metric weight a string", metrics({"name": "error_rate", "weight": "high"}), "spec.analysis.metrics[0].weight"),
     ("metrics not a list", analysis(metrics="escalation_rate"), "spec.analysis.metrics"),
     ("metric not a map", metrics("escalation_rate"), "spec.analysis.metrics[0]"),
     ("unknown metric", metrics({"name": "happiness"}), "spec.analysis.metrics[0].name"),

@@ -1,14 +1,16 @@
 """The alpha budget of one rollout: how its false-alarm probability is split between its tests.
 
 The pooled tests share ``alpha * (1 - SEGMENT_SHARE)`` through :class:`detectors.AlphaBudget` (the whole of
-``alpha`` without segments), the segment tests ``alpha * SEGMENT_SHARE`` through
-:class:`detectors.SegmentBudget`: per pooled test and dimension a family, and within it a summable
-allocation over the at most ``max_segments + 1`` values in their order of discovery. A union bound over
-every test that can ever exist keeps the probability of rolling back a healthy canary at most ``alpha``.
+``alpha`` without segments), in proportion to their metrics' weights; the segment tests share
+``alpha * SEGMENT_SHARE`` through :class:`detectors.SegmentBudget`: per pooled test and dimension a family,
+and within it a summable allocation over the at most ``max_segments + 1`` values in their order of discovery.
+A union bound over every test that can ever exist keeps the probability of rolling back a healthy canary at
+most ``alpha``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.alpha import AlphaBudget, SegmentBudget
@@ -22,7 +24,8 @@ SEGMENT_SHARE = 0.5
 class RolloutBudget:
     """The levels of a rollout's pooled tests and segment tests; ``slots`` the values per dimension."""
 
-    def __init__(self, alpha: float, known: list[str], reserve: float, slots: dict[str, int]) -> None:
+    def __init__(self, alpha: float, known: Sequence[str] | Mapping[str, float], reserve: float,
+                 slots: dict[str, int]) -> None:
         share = SEGMENT_SHARE if slots else 0.0
         self.pooled = AlphaBudget(alpha * (1.0 - share), known=known, reserve=reserve)
         self.segments: SegmentBudget | None = SegmentBudget(alpha * share, known, slots, reserve=reserve) \

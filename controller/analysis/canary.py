@@ -76,6 +76,7 @@ class CanaryAnalysis:
         self.settings = settings
         overrides = {m.name: m for m in settings.metrics}
         self._directions: dict[str, str] = {}
+        self._weights: dict[str, float] = {}
         self._critical: dict[str, bool] = {}
         self._min_samples: dict[str, int] = {}
         for name, o in overrides.items():
@@ -84,14 +85,17 @@ class CanaryAnalysis:
             self._directions[name] = o.direction or spec.direction
             self._critical[name] = o.critical
             self._min_samples[name] = o.min_samples or settings.min_samples
-        metrics = list(overrides) if overrides else list(CATALOG)
-        known = [t for m in metrics for t in test_names(m, spec_for(m).kind, self._direction(m))]  # type: ignore[union-attr]
-        # with explicit metrics there is nothing to discover, so the whole budget goes to them
-        reserve = 0.0 if overrides else 0.2
+            if o.weight is not None:
+                self._weights[name] = o.weight
         # values of a dimension tested apart, besides the pooled "other"
         self.segments = Segments.of_settings(settings.segments, settings.max_segments)
-        self.budgets = RolloutBudget(settings.alpha, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
         self.only = set(overrides) if overrides else None
+        # With explicit metrics, the whole budget goes to them from the start. Without, it is split when the first
+        # stratum is fed, over the metrics the events carry by then (a metric no producer sends takes no share),
+        # with a reserve for those that appear later: the split is fixed before any test has evidence.
+        self.allocated = bool(overrides)
+        self._present: set[str] = set()
+        self.budgets = self._budgets(list(overrides) if overrides else list(CATALOG))
         # fresh starts, counted in buckets in which the test has tables (see MixtureFisherTest.change_every)
         self._change_every = math.ceil(settings.change_every / self.stratum_seconds) if settings.change_every else 0
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
@@ -105,6 +109,23 @@ class CanaryAnalysis:
         self.buckets_seen = 0
         self.stratum = Stratum()  # the open stratum: buckets added, tables not yet fed
         self._frozen: dict[str, dict[float, int]] = {}  # the value thresholds of the open stratum
+
+    def weight(self, metric: str) -> float:
+        """Share of the budget of each test of ``metric``, relative to the others': its override's, else the
+        catalog's, halved for a metric that may not roll back (``critical: false``)."""
+        w = self._weights.get(metric)
+        if w is None:
+            spec = spec_for(metric)
+            w = (spec.weight if spec else 1.0) * (1.0 if self._critical.get(metric, True) else 0.5)
+        return w
+
+    def _budgets(self, metrics: list[str]) -> RolloutBudget:
+        known = {t: self.weight(m) for m in metrics
+                 for t in test_names(m, spec_for(m).kind, self._direction(m))}  # type: ignore[union-attr]
+        # with explicit metrics there is nothing to discover, so the whole budget goes to them
+        reserve = 0.0 if self.only is not None else 0.2
+        return RolloutBudget(self.settings.alpha, known, reserve,
+                             {d: c + 1 for d, c in self.segments.caps.items()})
 
     @property
     def stratum_seconds(self) -> int:
@@ -190,6 +211,11 @@ class CanaryAnalysis:
         if head is not None:
             self._feed(head)  # the share changed inside the stratum: what came before is a stratum of its own
         self.buckets_seen += 1
+        if not self.allocated:
+            for b in buckets:
+                if b.version == self.canary or b.version == self.stable:
+                    self._present.update(m for m in b.rates if spec_for(m) is not None)
+                    self._present.update(m for m in b.values if spec_for(m) is not None)
         for b in buckets:
             if b.version == self.canary:
                 segs = self.segments.suffixes(b)
@@ -217,6 +243,10 @@ class CanaryAnalysis:
             return
         keys, rows = st.tables()
         seen: dict[str, tuple[int, int, int, int]] = {}
+        if rows and not self.allocated:
+            self.budgets = self._budgets(sorted(self._present))  # sorted: the same split live and in replay
+            self.allocated = True
+            self._present = set()
         if rows:
             arr = np.asarray(rows, dtype=np.float64)
             grid = next(iter(self.tests.values())).log_psi if self.tests else MixtureFisherTest().log_psi
@@ -322,7 +352,7 @@ class CanaryAnalysis:
             **self.thresholds.to_state(),
             "sums": self.sums, "examples": {m: list(d) for m, d in self.examples.items()},
             "window": [[s, {k: list(v) for k, v in seen.items()}] for s, seen in self.window],
-            "buckets_seen": self.buckets_seen,
+            "buckets_seen": self.buckets_seen, "allocated": self.allocated, "present": sorted(self._present),
             "stratum": {**self.stratum.to_state(),
                         "thresholds": {m: {str(q): b for q, b in t.items()} for m, t in self._frozen.items()}},
         }
@@ -339,6 +369,9 @@ class CanaryAnalysis:
         self.examples = {m: deque(ids, maxlen=10) for m, ids in state["examples"].items()}
         self.window = deque((int(s), {k: tuple(v) for k, v in seen.items()}) for s, seen in state["window"])
         self.buckets_seen = int(state["buckets_seen"])
+        # absent from checkpoints written before the budget was split over the metrics present: theirs was fixed
+        self.allocated = bool(state.get("allocated", True))
+        self._present = set(state.get("present", ()))
         stratum = state.get("stratum")  # absent from checkpoints written before strata pooled buckets
         self.stratum = Stratum.from_state(stratum)
         self._frozen = {} if stratum is None else {

@@ -27,16 +27,20 @@ class MetricSpec:
     """Which way is harmful for customers."""
     description: str
     """One line for the docs and the demo."""
+    weight: float = 1.0
+    """Share of the false-alarm budget of each of its tests, relative to the others' (``spec.analysis.metrics``
+    may set it): the harms a rollback exists for first."""
 
 
 CATALOG: dict[str, MetricSpec] = {
     s.name: s
     for s in (
-        MetricSpec("escalation_rate", "rate", "increase", "share of interactions handed to a human"),
+        MetricSpec("escalation_rate", "rate", "increase", "share of interactions handed to a human", weight=2.0),
         MetricSpec("abandonment_rate", "rate", "increase", "share of interactions the customer abandoned"),
         MetricSpec("resolution_rate", "rate", "decrease", "share of interactions resolved"),
-        MetricSpec("error_rate", "rate", "increase", "share of interactions with outcome error or an error_type"),
-        MetricSpec("guardrail_block_rate", "rate", "increase", "share of interactions a guardrail blocked"),
+        MetricSpec("error_rate", "rate", "increase", "share of interactions with outcome error or an error_type",
+                   weight=2.0),
+        MetricSpec("guardrail_block_rate", "rate", "increase", "share of interactions a guardrail blocked", weight=2.0),
         MetricSpec("tool_error_rate", "rate", "increase", "share of tool calls that failed"),
         MetricSpec("truncation_rate", "rate", "increase", "share of responses cut by finish reason length"),
         MetricSpec("low_csat_rate", "rate", "increase", "share of CSAT answers of 1 or 2"),
