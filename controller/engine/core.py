@@ -32,7 +32,9 @@ CANARY_IDLE = 600.0
 #: false-alarm chances a healthy agent offers at a time. A version admitted beyond it takes the slot of a finished
 #: (rolled back or promoted) one, else it is refused: its events are ignored and counted, with one ``alert``.
 MAX_CANARIES = 8
-#: Canary versions counted towards admission at once; beyond, the one seen least (then longest ago) is forgotten.
+#: Canary versions counted towards admission at once. A new one takes the place of the one seen in fewest buckets
+#: (then longest ago) among those not seen in the current bucket; when every one was, the new one is not counted.
+#: Versions are taken busiest first in each bucket, so that one-off versions do not crowd out a real canary.
 MAX_CANDIDATES = 32
 
 
@@ -144,14 +146,21 @@ class AgentState:
             if start - c[1] > CANARY_IDLE:
                 del self.candidates[v]
         out: list[Decision] = []
-        for v, n in sorted(canaries.items()):
-            if v in self.runs or v == self.stable:
-                continue
-            self.unjudged_events += n
-            if v not in self.candidates and len(self.candidates) >= MAX_CANDIDATES:
-                least = min(self.candidates, key=lambda k: (self.candidates[k][0], self.candidates[k][1], k))
-                del self.candidates[least]
-            c = self.candidates.setdefault(v, [0, start, 0])
+        # busiest first: a real canary has more events in a bucket than a stray version
+        unjudged = sorted(((v, n) for v, n in canaries.items() if v not in self.runs and v != self.stable),
+                          key=lambda vn: (-vn[1], vn[0]))
+        self.unjudged_events += sum(n for _, n in unjudged)
+        # versions already counted first, so that a newcomer only displaces one not seen in this bucket
+        known = [v for v, _ in unjudged if v in self.candidates]
+        for v in known + [v for v, _ in unjudged if v not in self.candidates]:
+            if v not in self.candidates:
+                if len(self.candidates) >= MAX_CANDIDATES:
+                    older = [k for k, e in self.candidates.items() if e[1] < start]
+                    if not older:
+                        continue  # every candidate was seen in this bucket: this version is not counted
+                    del self.candidates[min(older, key=lambda k: (self.candidates[k][0], self.candidates[k][1], k))]
+                self.candidates[v] = [0, start, 0]
+            c = self.candidates[v]
             c[0] += 1
             c[1] = start
             if c[0] < ADMIT_BUCKETS or self.stable is None:

@@ -25,7 +25,8 @@ import msgspec
 from controller.contracts.verdict import CanaryVerdict, Verdict, VerdictDocument, evidence_of
 from controller.engine.core import AgentState, CanaryRun, Engine
 
-__all__ = ["CanaryVerdict", "Verdict", "VerdictDocument", "canary_verdict", "find_agent", "published", "verdict", "verdict_of"]
+__all__ = ["CanaryVerdict", "Verdict", "VerdictDocument", "canary_verdict", "find_agent", "published", "verdict",
+           "verdict_of"]
 
 
 def find_agent(engine: Engine, namespace: str | None, name: str) -> AgentState | None:
