@@ -8,6 +8,10 @@
   with enough samples; any other status makes Flagger wait.
 
 The verdict is read from the engine's live state, never recomputed: it is what vigil itself acts on.
+An agent in track mode with several canary versions judged at once gets one verdict per canary
+(:func:`canary_verdict`, listed in ``canaries``); the document's top-level fields answer for the worst of
+them, so Argo Rollouts and Flagger roll back when any canary must be, and promote only when every one is
+healthy. A rolled-back canary counts until it is dropped (600 s of event time without its traffic).
 A rollout is found by the ``AgentRollout`` name (and namespace, when the rollout has one), else by agent.
 ``updated`` is the event time up to which the agent's buckets are closed (None before the first one).
 
