@@ -22,7 +22,8 @@ from tests.support.simulated import feed, rollout, track_rollout
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     eng = Engine([rollout("bad-bot", "bad"), rollout("good-bot", "good"), rollout("new-bot", "new"),
-                  track_rollout("multi-bot", "multi")])
+                  # healthy on five minutes of v2: its verdict may not wait for the evidence to promote
+                  track_rollout("multi-bot", "multi", {"promotion": {"evidence": False}})])
     feed(eng, SimConfig(agent="bad-bot", duration=240, rate=60, canary_weight=30, seed=1,
                         faults=(Fault("escalation", onset=0, magnitude=3.0),)))
     feed(eng, SimConfig(agent="good-bot", duration=600, rate=60, canary_weight=30, seed=2))

@@ -16,14 +16,17 @@ from controller.ingest.buckets import Summary
 from controller.tools.simulate import SimConfig, generate
 
 
-def rollout(agent: str, name: str) -> Any:
+def rollout(agent: str, name: str, analysis: dict[str, Any] | None = None) -> Any:
+    spec: dict[str, Any] = {"agent": agent, "stable": {"version": "v1"}, "canary": {"version": "v2"}}
+    if analysis is not None:
+        spec["analysis"] = analysis
     return parse_rollout({"apiVersion": "vigil.dev/v1alpha1", "kind": "AgentRollout", "metadata": {"name": name},
-                          "spec": {"agent": agent, "stable": {"version": "v1"}, "canary": {"version": "v2"}}})
+                          "spec": spec})
 
 
-def track_rollout(agent: str, name: str) -> Any:
+def track_rollout(agent: str, name: str, analysis: dict[str, Any] | None = None) -> Any:
     """An AgentRollout without ``spec.stable`` and ``spec.canary``: its versions come from the events' track."""
-    return msgspec.structs.replace(rollout(agent, name), stable=None, canary=None)
+    return msgspec.structs.replace(rollout(agent, name, analysis), stable=None, canary=None)
 
 
 def feed(engine: Engine, config: SimConfig) -> None:
