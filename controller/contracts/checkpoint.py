@@ -7,17 +7,18 @@ so a checkpoint is read as what it is or refused with a clear message, never mis
 * an older version is migrated first (version 0: the checkpoints written before the schema had a version,
   whose window counted ``duplicate_partials`` where it now counts ``duplicate_summaries``; version 1: the
   analysis's rate tests were flat dicts, before they took the detector contract's
-  ``{"detector", "params", "vars"}`` form);
+  ``{"detector", "params", "vars"}`` form; version 2: one ``analysis`` and one ``policy``, before an agent in
+  track mode judged each of its canary versions, each with its own analysis and policy, in ``canaries``);
 * a newer version, written by a later vigil, is refused (:class:`CheckpointError`): downgrading a deployment
   must not silently drop or misread the state of its rollouts;
 * bytes that are not a checkpoint at all are refused too.
 
->>> cp = Checkpoint(agent="bot", window={"high": {}}, analysis=None, policy=None)
+>>> cp = Checkpoint(agent="bot", window={"high": {}}, canaries=[], track=None)
 >>> decode(encode(cp)) == cp
 True
 >>> decode(zlib.compress(msgspec.msgpack.encode({"version": 99, "agent": "bot"})))
 Traceback (most recent call last):
-controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (2): \
+controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (3): \
 upgrade vigil, or start this deployment on a new --group
 """
 
@@ -33,7 +34,7 @@ from controller.errors import VigilError
 __all__ = ["VERSION", "Checkpoint", "CheckpointError", "NewerCheckpointError", "decode", "encode"]
 
 #: The schema version this vigil writes, and the newest it reads.
-VERSION = 2
+VERSION = 3
 
 
 class CheckpointError(VigilError, ValueError):
@@ -53,14 +54,23 @@ class Checkpoint(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The agent this state belongs to (also the record's key)."""
     window: dict[str, Any]
     """Event-time window: open buckets, per-source progress, watermark, late and duplicate counts."""
-    analysis: dict[str, Any] | None
-    """The canary analysis (tests, thresholds, baselines); None before both versions were seen."""
-    policy: dict[str, Any] | None
-    """The rollout policy (phase, step, weights); None before both versions were seen."""
+    canaries: list[dict[str, Any]]
+    """Per canary version judged, in order of admission: ``{"analysis", "policy", "seen"}``, its canary analysis
+    (tests, thresholds, baselines), its rollout policy (phase, step, weights) and the start of its last bucket
+    with traffic (None when not tracked); empty before a stable and a canary version were both seen."""
+    track: dict[str, Any] | None
+    """Track mode's choice of versions: ``{"stable", "candidates", "unjudged_events", "refused", "full_alerted"}``
+    (see :class:`controller.engine.core.AgentState`); None: nothing known yet, as after a migration."""
 
     def state(self) -> dict[str, Any]:
         """The engine's form of this checkpoint (what :meth:`~controller.engine.core.Engine.load_agent` takes)."""
-        return {"agent": self.agent, "window": self.window, "analysis": self.analysis, "policy": self.policy}
+        return {"agent": self.agent, "window": self.window, "canaries": self.canaries,
+                "track": self.track if self.track is not None else dict(_NO_TRACK)}
+
+
+#: The track-mode state of an agent that has chosen nothing yet.
+_NO_TRACK: dict[str, Any] = {"stable": None, "candidates": [], "unjudged_events": 0, "refused": 0,
+                             "full_alerted": False}
 
 
 def _v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +96,19 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "analysis": analysis, "version": 2}
 
 
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    analysis, policy = doc.get("analysis"), doc.get("policy")
+    rest = {k: v for k, v in doc.items() if k not in ("analysis", "policy")}
+    if not isinstance(analysis, dict):
+        return {**rest, "canaries": [], "track": None, "version": 3}
+    # one canary, already judged; when it last had traffic is unknown: the engine counts its idle time from the
+    # first bucket after the restore
+    return {**rest, "canaries": [{"analysis": analysis, "policy": policy, "seen": None}],
+            "track": {**_NO_TRACK, "stable": analysis.get("stable")}, "version": 3}
+
+
 #: Migrations from each older version to the next one.
-_MIGRATIONS = {0: _v0_to_v1, 1: _v1_to_v2}
+_MIGRATIONS = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def encode(cp: Checkpoint) -> bytes:

@@ -3,7 +3,8 @@
 * ``GET /metrics``: Prometheus exposition, read from live state at scrape time by :class:`VigilCollector`;
 * ``GET /healthz``: the process serves; ``GET /readyz``: both stages have joined their groups and state is restored;
 * ``GET /api/v1/decisions``: the most recent decisions (newest last), as JSON;
-* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts (these two need
+* ``GET /api/v1/agents``: per agent, the rollout phase, weights and window counts, of the first canary and of
+  every canary judged (``canaries``), with the canary events not judged (these two need
   ``Authorization: Bearer <VIGIL_ADMIN_TOKEN>`` when the worker has an admin token, else 401 with
   ``WWW-Authenticate: Bearer realm="vigil"``);
 * ``GET /api/v1/verdict/{namespace}/{name}``: the verdict for Argo Rollouts' Web metric provider;
@@ -34,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from controller.contracts.decisions import Decision
-from controller.engine.core import Engine
+from controller.engine.core import CanaryRun, Engine
 from controller.engine.verdict import verdict
 from controller.runtime.pipeline import PipelineStats
 
@@ -91,15 +92,23 @@ class VigilCollector(Collector):
                                  labels=["agent", "version", "test"])
         thr = GaugeMetricFamily("vigil_test_threshold", "Threshold of each canary test",
                                 labels=["agent", "version", "test"])
+        judged = GaugeMetricFamily("vigil_canary_versions", "Canary versions of each agent judged now",
+                                   labels=["agent"])
+        unjudged = CounterMetricFamily("vigil_unjudged_canary_events", "Canary events of versions without an "
+                                       "analysis (not yet admitted, or refused at the cap)", labels=["agent"])
+        refused = CounterMetricFamily("vigil_refused_canary_versions", "Canary versions refused an analysis "
+                                      "because the agent already had as many as it may judge", labels=["agent"])
         for agent, st in sorted(engine.agents.items()):
             late.add_metric([agent], st.window.late_events)
-            if st.policy is None or st.analysis is None:
-                continue
-            weight.add_metric([agent, st.policy.canary], st.policy.weight)
-            for name, t in st.analysis.tests.items():
-                stat.add_metric([agent, st.policy.canary, name], t.statistic)
-                thr.add_metric([agent, st.policy.canary, name], t.threshold)
-        yield from (late, weight, stat, thr)
+            judged.add_metric([agent], len(st.runs))
+            unjudged.add_metric([agent], st.unjudged_events)
+            refused.add_metric([agent], st.refused)
+            for version, run in st.runs.items():
+                weight.add_metric([agent, version], run.policy.weight)
+                for name, t in run.analysis.tests.items():
+                    stat.add_metric([agent, version, name], t.statistic)
+                    thr.add_metric([agent, version, name], t.threshold)
+        yield from (late, weight, stat, thr, judged, unjudged, refused)
 
 
 def agents_view(engine: Engine | None) -> dict[str, Any]:
@@ -108,14 +117,21 @@ def agents_view(engine: Engine | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for agent, st in engine.agents.items():
         entry: dict[str, Any] = {"late_events": st.window.late_events}
-        if st.policy is not None and st.analysis is not None:
-            entry.update(stable=st.policy.stable, canary=st.policy.canary, phase=st.policy.phase,
-                         weights=st.policy.weights,
-                         window={k: dict(zip(("n_canary", "harm_canary", "n_stable", "harm_stable"), v,
-                                             strict=True))
-                                 for k, v in st.analysis.window_view().items()})
+        runs = [_run_view(run) for run in st.runs.values()]
+        if runs:
+            # the first canary's fields at the top, as with one canary; every canary's in "canaries"
+            entry.update(stable=st.runs[runs[0]["canary"]].policy.stable, **runs[0], canaries=runs)
+        if st.candidates or st.unjudged_events:
+            entry.update(unjudged_events=st.unjudged_events, refused_versions=st.refused,
+                         candidates={v: int(c[0]) for v, c in st.candidates.items()})
         out[agent] = entry
     return out
+
+
+def _run_view(run: CanaryRun) -> dict[str, Any]:
+    return {"canary": run.canary, "phase": run.policy.phase, "weights": run.policy.weights,
+            "window": {k: dict(zip(("n_canary", "harm_canary", "n_stable", "harm_stable"), v, strict=True))
+                       for k, v in run.analysis.window_view().items()}}
 
 
 _MAX_BODY = 64 * 1024

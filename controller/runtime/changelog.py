@@ -20,7 +20,7 @@ __all__ = ["decode_state", "encode_state", "read_latest"]
 def encode_state(state: dict[str, Any]) -> bytes:
     """One agent's engine state as a versioned checkpoint (:mod:`controller.contracts.checkpoint`)."""
     return checkpoint.encode(checkpoint.Checkpoint(agent=state["agent"], window=state["window"],
-                                                   analysis=state["analysis"], policy=state["policy"]))
+                                                   canaries=state["canaries"], track=state["track"]))
 
 
 def decode_state(raw: bytes) -> dict[str, Any]:

@@ -166,8 +166,9 @@ class StateStage:
         self.stats.decisions[decision.action] += 1
         st = self.engine.agents.get(decision.agent)
         # with no cluster here (Kubernetes mode) the leader's actuator acts, from the decisions topic
-        if self.cluster is not None and st is not None and st.policy is not None:
-            await apply_decision(self.cluster, decision, st.policy.stable, st.rollout.scale_canary_to_zero)
+        run = st.runs.get(decision.version) if st is not None else None
+        if self.cluster is not None and st is not None and run is not None:
+            await apply_decision(self.cluster, decision, run.policy.stable, st.rollout.scale_canary_to_zero)
         assert self.producer is not None
         await self.producer.send_and_wait(self.settings.decisions_topic, encode(decision),
                                           key=decision.agent.encode())

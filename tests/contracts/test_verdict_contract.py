@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from controller.contracts.verdict import VerdictDocument, VerdictEvidence, decode, encode
+from controller.contracts.verdict import CanaryVerdict, VerdictDocument, VerdictEvidence, decode, encode
 from controller.engine.core import Engine
 from controller.engine.verdict import published, verdict
 from controller.runtime.verdicts import VerdictView
@@ -57,3 +57,24 @@ def test_the_view_skips_a_record_that_is_no_verdict_document() -> None:
     view.apply(b"bot", b'{"name": "bot", "agent": "bot", "namespace": null, "healthy": "yes"}')
     view.apply(b"bot", b'{"name": 3}')
     assert view.invalid == 2 and view.by_agent("bot") == msgspec.json.decode(ROLLED_BACK)
+
+
+def test_a_document_of_several_canaries_lists_each_last_and_round_trips() -> None:
+    ev = VerdictEvidence("escalation_rate", "mixture-fisher", 9.1, 7.9, 0.0001, 300, 900, 0.3, 0.1)
+    each = [CanaryVerdict(canary="v2", verdict="healthy", healthy=True, phase="progressing", canary_samples=400,
+                          enough_samples=True, canary_weight=0.0),
+            CanaryVerdict(canary="v3", verdict="unhealthy", rollback=True, phase="rolled_back", canary_samples=300,
+                          enough_samples=True, alarms=["escalation_rate"], evidence=[ev])]
+    doc = VerdictDocument(namespace=None, name="bot", agent="bot", verdict="unhealthy", rollback=True,
+                          phase="rolled_back", stable="v1", canary="v3", canary_samples=300, enough_samples=True,
+                          alarms=["escalation_rate"], evidence=[ev], updated=100, canary_weight=0.0, canaries=each)
+    raw = encode(doc)
+    assert decode(raw) == doc
+    assert raw.index(b'"canaryWeight":0.0,"canaries":[{"canary":"v2","verdict":"healthy"') > 0
+    body = msgspec.json.decode(raw)
+    assert list(body["canaries"][1]) == ["canary", "verdict", "healthy", "rollback", "phase", "canarySamples",
+                                          "enoughSamples", "alarms", "evidence", "canaryWeight"]
+    # the view reads it as any other document
+    view = VerdictView("unused:9092", "vigil.verdicts")
+    view.apply(b"bot", raw)
+    assert view.invalid == 0 and view.by_agent("bot") == body

@@ -1,5 +1,6 @@
 """The endpoints Argo Rollouts (Web metric provider) and Flagger (webhooks) call, over real HTTP, on an
-engine fed simulated traffic: a harmful canary, a healthy one, and one too young to judge."""
+engine fed simulated traffic: a harmful canary, a healthy one, one too young to judge, and an agent in track mode
+with two canaries (v2 healthy, v3 harmful); and ``/api/v1/agents`` and ``/metrics`` showing every canary."""
 
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ from controller.engine.core import Engine
 from controller.http.server import HttpServer
 from controller.runtime.pipeline import PipelineStats
 from controller.tools.simulate import Fault, SimConfig
-from tests.support.simulated import feed, rollout
+from tests.support.simulated import feed, rollout, track_rollout
 
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    eng = Engine([rollout("bad-bot", "bad"), rollout("good-bot", "good"), rollout("new-bot", "new")])
+    eng = Engine([rollout("bad-bot", "bad"), rollout("good-bot", "good"), rollout("new-bot", "new"),
+                  # healthy on five minutes of v2: its verdict may not wait for the evidence to promote
+                  track_rollout("multi-bot", "multi", {"promotion": {"evidence": False}})])
     feed(eng, SimConfig(agent="bad-bot", duration=240, rate=60, canary_weight=30, seed=1,
                         faults=(Fault("escalation", onset=0, magnitude=3.0),)))
     feed(eng, SimConfig(agent="good-bot", duration=600, rate=60, canary_weight=30, seed=2))
     feed(eng, SimConfig(agent="new-bot", duration=3, rate=5, canary_weight=30, seed=3))
+    feed(eng, SimConfig(agent="multi-bot", duration=300, rate=60, canary_weight=40, seed=4,
+                        extra_canary_versions=("v3",), faults=(Fault("escalation", onset=30, magnitude=3.0,
+                                                                     version="v3"),)))
     return eng
 
 
@@ -117,3 +123,52 @@ async def test_admin_token_guards_the_detailed_endpoints_only(engine: Engine) ->
         assert codes[(path, None)] == codes[(path, "Bearer wrong")] == codes[(path, "Basic s3cret-token")] == 401
     for path in ("/api/v1/verdict/default/bad", "/metrics"):  # what Argo, Flagger and Prometheus call
         assert {codes[(path, a)] for a in (None, "Bearer wrong", "Bearer s3cret-token")} == {200}
+
+
+async def test_several_canaries_the_verdict_answers_for_the_worst_and_lists_each(engine: Engine) -> None:
+    (code, doc), (flag, _), (promo, _) = await serve(engine, [
+        ("/api/v1/verdict/default/multi", None),
+        ("/api/v1/flagger/rollback", {"name": "multi", "namespace": "default"}),
+        ("/api/v1/flagger/confirm-promotion", {"name": "multi", "namespace": "default"})])
+    assert code == 200 and flag == 200 and promo == 412  # v3 must be rolled back: so must the agent's rollout
+    assert doc["rollback"] is True and doc["healthy"] is False and doc["canary"] == "v3" and doc["stable"] == "v1"
+    each = {c["canary"]: c for c in doc["canaries"]}  # in order of admission
+    assert sorted(each) == ["v2", "v3"]
+    v2, v3 = each["v2"], each["v3"]
+    assert v2["verdict"] == "healthy" and v2["phase"] == "progressing" and v2["canarySamples"] >= 50
+    assert v3["rollback"] is True and v3["phase"] == "rolled_back" and "escalation_rate" in v3["alarms"]
+    assert v3["evidence"] == doc["evidence"] and doc["alarms"] == v3["alarms"]
+    # a one-canary document has no "canaries"
+    [(_, bad)] = await serve(engine, [("/api/v1/verdict/default/bad", None)])
+    assert "canaries" not in bad
+
+
+async def test_agents_view_and_metrics_show_every_canary(engine: Engine) -> None:
+    server = HttpServer(PipelineStats(), lambda: engine, lambda: True, port=0)
+    port = await server.start()
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return bytes(resp.read())
+
+    try:
+        agents = json.loads(await asyncio.to_thread(get, "/api/v1/agents"))
+        metrics = (await asyncio.to_thread(get, "/metrics")).decode()
+    finally:
+        await server.stop()
+    multi = agents["multi-bot"]
+    each = {c["canary"]: c for c in multi["canaries"]}
+    assert sorted(each) == ["v2", "v3"] and multi["stable"] == "v1"
+    first = multi["canaries"][0]  # at the top, as with one canary
+    assert (multi["canary"], multi["phase"], multi["weights"]) == (first["canary"], first["phase"], first["weights"])
+    assert {v: c["phase"] for v, c in each.items()} == {"v2": "progressing", "v3": "rolled_back"}
+    assert each["v3"]["weights"] == {"v1": 100.0, "v3": 0.0} and set(each["v2"]["window"]) >= {"escalation_rate"}
+    assert multi["unjudged_events"] > 0 and multi["candidates"] == {}  # the first buckets, before admission
+    assert [c["canary"] for c in agents["bad-bot"]["canaries"]] == ["v2"] and "unjudged_events" not in agents["bad-bot"]
+    for version in ("v2", "v3"):
+        assert f'vigil_test_statistic{{agent="multi-bot",test="escalation_rate",version="{version}"}}' in metrics
+        assert f'vigil_canary_weight_percent{{agent="multi-bot",version="{version}"}}' in metrics
+    assert 'vigil_canary_versions{agent="multi-bot"} 2.0' in metrics
+    assert 'vigil_canary_versions{agent="bad-bot"} 1.0' in metrics
+    assert 'vigil_refused_canary_versions_total{agent="multi-bot"} 0.0' in metrics
+    assert 'vigil_unjudged_canary_events_total{agent="multi-bot"}' in metrics

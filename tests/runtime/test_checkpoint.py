@@ -41,8 +41,15 @@ def test_a_checkpoint_carries_the_current_version_and_round_trips(stream: list[A
     run(engine, stream[: len(stream) // 2], flush=False)
     state = engine.agent_state("bot-a")
     raw = encode_state(state)
-    assert msgspec.msgpack.decode(zlib.decompress(raw))["version"] == checkpoint.VERSION == 2
+    assert msgspec.msgpack.decode(zlib.decompress(raw))["version"] == checkpoint.VERSION == 3
     assert msgspec.json.encode(decode_state(raw)) == msgspec.json.encode(state)
+
+
+def _as_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """One agent's state as version 2 wrote it: one analysis and one policy (None before there were any)."""
+    assert len(state["canaries"]) <= 1
+    run = state["canaries"][0] if state["canaries"] else {"analysis": None, "policy": None}
+    return {"agent": state["agent"], "window": state["window"], "analysis": run["analysis"], "policy": run["policy"]}
 
 
 def _flat_tests(analysis: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -67,7 +74,7 @@ def test_an_unversioned_checkpoint_is_migrated_and_decides_exactly_as_before(str
     before = run(first, stream[:at], flush=False)
     second = before_fresh_starts()
     for agent in first.agents:
-        state = first.agent_state(agent)
+        state = _as_v2(first.agent_state(agent))
         window = dict(state["window"])
         window["duplicate_partials"] = window.pop("duplicate_summaries") + 2  # the name version 0 used
         old = _raw({**state, "window": window, "analysis": _flat_tests(state["analysis"])})  # no version field
@@ -87,20 +94,61 @@ def test_a_version_1_checkpoint_is_migrated_and_decides_exactly_as_before(stream
     second = before_fresh_starts()
     migrated_tests = 0
     for agent in first.agents:
-        state = first.agent_state(agent)
+        saved = first.agent_state(agent)
+        state = _as_v2(saved)
         migrated = decode_state(_raw({**state, "version": 1, "analysis": _flat_tests(state["analysis"])}))
         for t in (state["analysis"] or {}).get("tests", {}).values():
             assert t["params"]["change_every"] == 0
             t["vars"]["n"] = 0  # version 1 did not count tables: without fresh starts nothing reads the count
-        assert msgspec.json.encode(migrated) == msgspec.json.encode(state)  # exactly what was saved
+        assert msgspec.json.encode(migrated) == msgspec.json.encode(saved)  # exactly what was saved
         migrated_tests += len((state["analysis"] or {}).get("tests", {}))
         second.load_agent(migrated)
     assert migrated_tests > 0, "the checkpoints must hold rate tests for the migration to be tested"
     assert before + run(second, stream[at:]) == expected
 
 
+@pytest.mark.parametrize("cut", [0.3, 0.6])
+def test_a_version_2_checkpoint_is_migrated_and_decides_exactly_as_before(stream: list[Any], cut: float) -> None:
+    """Version 2 held one analysis and one policy; migrated, they are the agent's one canary, and a configured
+    rollout's state is exactly what this vigil writes."""
+    expected = run(configured(), stream)
+    at = int(len(stream) * cut)
+    first = configured()
+    before = run(first, stream[:at], flush=False)
+    second = configured()
+    for agent in first.agents:
+        saved = first.agent_state(agent)
+        migrated = decode_state(_raw({**_as_v2(saved), "version": 2}))
+        assert msgspec.json.encode(migrated) == msgspec.json.encode(saved)
+        second.load_agent(migrated)
+    assert before + run(second, stream[at:]) == expected
+
+
+def test_a_version_2_checkpoint_in_track_mode_is_migrated_and_decides_exactly_as_before() -> None:
+    """In track mode the migrated canary is judged on, and its idle time counted from the restore."""
+    items = summaries(traffic(seed=1, seconds=200, escalation=(0.10, 0.25)))
+    expected = run(Engine(), items)
+    assert [d.action for d in expected] == ["rollback"]
+    first = Engine()
+    before = run(first, items[:40], flush=False)
+    saved = first.agent_state("bot")
+    assert len(saved["canaries"]) == 1 and saved["track"]["stable"] == "v1"
+    migrated = decode_state(_raw({**_as_v2(saved), "version": 2}))
+    assert migrated["canaries"][0]["seen"] is None and migrated["track"]["stable"] == "v1"
+    second = Engine()
+    second.load_agent(migrated)
+    assert before + run(second, items[40:]) == expected
+    # before any analysis, version 2 knew nothing more than the window
+    empty = decode_state(_raw({"version": 2, "agent": "bot", "window": saved["window"], "analysis": None,
+                               "policy": None}))
+    assert empty["canaries"] == [] and empty["track"]["stable"] is None
+
+
 @pytest.mark.parametrize(("doc", "error", "says"), [
-    ({"version": 3, "agent": "a"}, NewerCheckpointError, "checkpoint version 3 is newer than this vigil reads (2)"),
+    ({"version": 4, "agent": "a"}, NewerCheckpointError, "checkpoint version 4 is newer than this vigil reads (3)"),
+    ({"version": 3, "agent": "a", "window": {}, "analysis": None, "policy": None, "canaries": [], "track": None},
+     CheckpointError, "unknown field `analysis`"),
+    ({"version": 3, "agent": "a", "window": {}, "track": None}, CheckpointError, "missing required field `canaries`"),
     ({"version": -1, "agent": "a"}, CheckpointError, "non-negative integer, got -1"),
     ({"version": "1", "agent": "a"}, CheckpointError, "non-negative integer, got '1'"),
     ({"version": 1, "agent": "a", "window": {}, "analysis": None, "policy": None, "extra": 1}, CheckpointError,

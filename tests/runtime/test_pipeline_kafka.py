@@ -159,6 +159,45 @@ async def test_restarted_worker_resumes_from_committed_offsets_with_its_state(
         await run
 
 
+async def test_several_canaries_live_with_a_restart_decide_as_replay(
+        broker: EmbeddedBroker, unique: Callable[[str], str], tmp_path: Path) -> None:
+    """Track mode, v2 and v3 sharing the canary traffic, v3 harmful from 150 s: the worker is stopped at 100 s
+    (both canaries judged, checkpointed to the changelog) and a second one resumes; the decisions are replay's."""
+    settings = pipeline_settings(broker, unique)
+    path = tmp_path / "canaries.jsonl"
+    write_jsonl(SimConfig(rate=40, duration=300, seed=7, start=START, canary_weight=40, extra_canary_versions=("v3",),
+                          faults=(Fault("escalation", onset=150.0, magnitude=3.0, version="v3"),)), path)
+    lines = path.read_bytes().splitlines()
+    expected = [encode(d) for d in replay(path)]
+    assert [(json.loads(x)["action"], json.loads(x)["version"]) for x in expected] == [("rollback", "v3")]
+    cut = next(i for i, x in enumerate(lines) if json.loads(x)["time"] >= "2026-09-21T14:15:00")  # 100 s in
+    decided: list[Decision] = []
+    first = Worker(settings, [], InMemoryCluster(), http_port=None, on_decision=decided.append)
+    run = asyncio.create_task(first.run())
+    await wait_for(first.is_ready)
+    await asyncio.to_thread(produce, broker.bootstrap, settings.topic, [(b"support-bot", x, None) for x in lines[:cut]])
+    await wait_for(lambda: first.state is not None and first.stats.events == cut
+                   and first.stats.summaries == first.stats.summaries_sent and not first.state.dirty)
+    first.stop()
+    await run
+    assert first.state is not None and sorted(first.state.engine.agents["support-bot"].runs) == ["v2", "v3"]
+    cluster = InMemoryCluster()
+    second = Worker(settings, [], cluster, http_port=None, on_decision=decided.append)
+    run = asyncio.create_task(second.run())
+    try:
+        await wait_for(second.is_ready)
+        assert second.state is not None and sorted(second.state.engine.agents["support-bot"].runs) == ["v2", "v3"]
+        await asyncio.to_thread(produce, broker.bootstrap, settings.topic,
+                                [(b"support-bot", x, None) for x in lines[cut:]])
+        await wait_for(lambda: bool(decided) and second.stats.events == len(lines) - cut, timeout=90, run=run)
+        assert [encode(d) for d in decided] == expected
+        st = second.state.engine.agents["support-bot"]
+        assert st.runs["v2"].policy.phase == "progressing" and st.runs["v3"].policy.phase == "rolled_back"
+    finally:
+        second.stop()
+        await run
+
+
 async def test_a_backlog_spread_over_partitions_is_read_without_late_events(
         broker: EmbeddedBroker, unique: Callable[[str], str], tmp_path: Path) -> None:
     """Events keyed by conversation, all waiting before the worker starts (a restart after downtime):
