@@ -64,7 +64,8 @@ def test_a_checkpoint_before_the_first_stratum_is_fed_keeps_what_was_seen() -> N
     cut = next(i for i, p in enumerate(items) if p.buckets and p.buckets[0].start >= T0 + 15)
     run(first, items[:cut], flush=False)
     state = json.loads(json.dumps(first.agent_state("bot")))
-    assert state["analysis"]["allocated"] is False and "escalation_rate" in state["analysis"]["present"]
+    analysis = state["canaries"][0]["analysis"]
+    assert analysis["allocated"] is False and "escalation_rate" in analysis["present"]
     second = Engine()
     second.load_agent(state)
     run(second, items[cut:])
