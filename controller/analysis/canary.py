@@ -12,6 +12,9 @@ one channel or tenant is not diluted by the others. The budget's union bound ove
 exist keeps the probability of rolling back a healthy canary at most ``alpha`` however many segment values
 appear, and when they appear.
 
+The category mix of the categorical fields (intent, model, finish reason, error type, tool) is compared too,
+each value's share tested both ways, with a share of the budget of its own (:mod:`controller.analysis.categorical`).
+
 This module holds :class:`CanaryAnalysis`, which ties them together: it feeds each bucket's tables to the
 tests, keeps the counts, windows, examples and evidence of each test, and its checkpoint state.
 """
@@ -25,20 +28,23 @@ from typing import Any
 
 import numpy as np
 
+from controller.analysis import categorical
 from controller.analysis.budget import SEGMENT_SHARE, RolloutBudget
+from controller.analysis.categorical import CategoricalShares
 from controller.analysis.segments import Segments, suffix
 from controller.analysis.strata import Counts, Table, TestKey, stratify
 from controller.analysis.thresholds import Thresholds, test_names
 from controller.config import Analysis
 from controller.contracts.decisions import Evidence
 from controller.ingest.buckets import Bucket
-from controller.ingest.catalog import CATALOG, spec_for
+from controller.ingest.catalog import CATALOG, CATEGORICAL, spec_for
 from detectors.alpha import AlphaBudget, SegmentBudget
-from detectors.mixture_fisher import MixtureFisherTest, fisher_log_lr
+from detectors.mixture_fisher import MixtureFisherTest, default_log_psi, fisher_log_lr
 
 __all__ = ["SEGMENT_SHARE", "CanaryAnalysis", "TestKey", "TestResult"]
 
 DETECTOR = "mixture-fisher"
+_GRID = default_log_psi("increase")  # the grid of every rate and value test
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,17 @@ class CanaryAnalysis:
         reserve = 0.0 if overrides else 0.2
         # values of a dimension tested apart, besides the pooled "other"
         self.segments = Segments.of_settings(settings.segments, settings.max_segments)
-        self.budgets = RolloutBudget(settings.alpha, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
-        self.only = set(overrides) if overrides else None
         # fresh starts, counted in buckets in which the test has tables (see MixtureFisherTest.change_every)
         self._change_every = math.ceil(settings.change_every / settings.bucket_seconds) if settings.change_every else 0
+        # the category-share tests, with their own share of alpha; their action decides whether they may act
+        cat = settings.categorical
+        self.categorical = CategoricalShares(cat, settings.alpha * categorical.SHARE, self._change_every) \
+            if cat.fields else None
+        rest = settings.alpha * (1.0 - categorical.SHARE) if self.categorical is not None else settings.alpha
+        for f in CATEGORICAL:  # every field, so a checkpoint's fields no longer configured act as configured too
+            self._critical[categorical.family(f)] = cat.action == "rollback"
+        self.budgets = RolloutBudget(rest, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
+        self.only = set(overrides) if overrides else None
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}
@@ -163,7 +176,7 @@ class CanaryAnalysis:
         seen: dict[str, tuple[int, int, int, int]] = {}
         if rows:
             arr = np.asarray(rows, dtype=np.float64)
-            grid = next(iter(self.tests.values())).log_psi if self.tests else MixtureFisherTest().log_psi
+            grid = _GRID
             # segment tests repeat many tables of the pooled ones (a channel's, a lone tenant's): each distinct
             # table is worked out once
             uniq, inverse = np.unique(arr, axis=0, return_inverse=True)
@@ -185,6 +198,13 @@ class CanaryAnalysis:
                 for j in range(4):
                     s[j] += c[j]
                 seen[key.name] = tuple(c)  # type: ignore[assignment]
+        if self.categorical is not None:
+            for name, c4 in self.categorical.observe(buckets, self.canary, self.stable, self.tests,
+                                                     self.metric_of).items():
+                s = self.sums.setdefault(name, [0, 0, 0, 0])
+                for j in range(4):
+                    s[j] += c4[j]
+                seen[name] = c4
         self.window.append((start, seen))
         while self.window and self.window[0][0] <= start - self.settings.window:
             self.window.popleft()
@@ -201,6 +221,10 @@ class CanaryAnalysis:
             TestResult(name, self.metric_of[name], self.is_critical(name), self.has_enough_samples(name))
             for name, t in self.tests.items() if t.alarm
         ]
+
+    def is_categorical(self, name: str) -> bool:
+        """Whether test ``name`` compares a category's share (``intent_share[billing]``), both ways."""
+        return self.categorical is not None and name in self.categorical.of
 
     def is_critical(self, name: str) -> bool:
         """Whether test ``name`` may roll back on its own (its metric's ``critical``)."""
@@ -256,6 +280,8 @@ class CanaryAnalysis:
             "window": [[s, {k: list(v) for k, v in seen.items()}] for s, seen in self.window],
             "buckets_seen": self.buckets_seen,
         }
+        if self.categorical is not None:  # absent without categorical fields, and in older checkpoints
+            state["categorical"] = self.categorical.to_state()
         if self.segment_budget is not None:  # absent without segments: the checkpoint is as it always was
             state["segments"] = {"budget": self.segment_budget.to_state(), "values": self.segments.values,
                                  "of": {n: list(s) for n, s in self.segment_of.items()}}
@@ -275,3 +301,6 @@ class CanaryAnalysis:
         self.budgets.load(state["budget"], None if seg is None else seg["budget"])
         self.segments.load({d: k - 1 for d, k in self.budgets.slots.items()}, {} if seg is None else seg["values"])
         self.segment_of = {} if seg is None else {n: (str(d), str(v)) for n, (d, v) in seg["of"].items()}
+        # the categorical tests the rollout started with (fields, cap, budget); none if it started without them
+        cat = state.get("categorical")
+        self.categorical = None if cat is None else CategoricalShares.from_state(cat, self._change_every)

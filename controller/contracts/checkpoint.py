@@ -7,7 +7,8 @@ so a checkpoint is read as what it is or refused with a clear message, never mis
 * an older version is migrated first (version 0: the checkpoints written before the schema had a version,
   whose window counted ``duplicate_partials`` where it now counts ``duplicate_summaries``; version 1: the
   analysis's rate tests were flat dicts, before they took the detector contract's
-  ``{"detector", "params", "vars"}`` form);
+  ``{"detector", "params", "vars"}`` form; version 2: before the analysis had category-share tests, which
+  a version-2 reader would misjudge as critical rate tests, so it reads as it is);
 * a newer version, written by a later vigil, is refused (:class:`CheckpointError`): downgrading a deployment
   must not silently drop or misread the state of its rollouts;
 * bytes that are not a checkpoint at all are refused too.
@@ -17,7 +18,7 @@ so a checkpoint is read as what it is or refused with a clear message, never mis
 True
 >>> decode(zlib.compress(msgspec.msgpack.encode({"version": 99, "agent": "bot"})))
 Traceback (most recent call last):
-controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (2): \
+controller.contracts.checkpoint.NewerCheckpointError: checkpoint version 99 is newer than this vigil reads (3): \
 upgrade vigil, or start this deployment on a new --group
 """
 
@@ -33,7 +34,7 @@ from controller.errors import VigilError
 __all__ = ["VERSION", "Checkpoint", "CheckpointError", "NewerCheckpointError", "decode", "encode"]
 
 #: The schema version this vigil writes, and the newest it reads.
-VERSION = 2
+VERSION = 3
 
 
 class CheckpointError(VigilError, ValueError):
@@ -86,8 +87,13 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "analysis": analysis, "version": 2}
 
 
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    # an analysis without "categorical" has no category-share tests, and resumes without them
+    return {**doc, "version": 3}
+
+
 #: Migrations from each older version to the next one.
-_MIGRATIONS = {0: _v0_to_v1, 1: _v1_to_v2}
+_MIGRATIONS = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def encode(cp: Checkpoint) -> bytes:

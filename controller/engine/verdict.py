@@ -60,7 +60,9 @@ def verdict_of(st: AgentState, namespace: str | None, name: str) -> VerdictDocum
     alarms = sorted(n for n, t in ana.tests.items() if t.alarm)
     acting = [n for n in alarms if ana.is_critical(n) and ana.has_enough_samples(n)]
     samples = max((t.counts[0] for t in ana.tests.values()), default=0)
-    enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests if ana.is_critical(n))
+    # a category share's samples are its field's trials (error types, a rare tool): they need not hold it up
+    enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests
+                                     if ana.is_critical(n) and not ana.is_categorical(n))
     rollback = pol.phase == "rolled_back" or bool(acting)
     v: Verdict = "unhealthy" if rollback else ("healthy" if enough and not alarms else "inconclusive")
     return msgspec.structs.replace(

@@ -41,7 +41,7 @@ def test_a_checkpoint_carries_the_current_version_and_round_trips(stream: list[A
     run(engine, stream[: len(stream) // 2], flush=False)
     state = engine.agent_state("bot-a")
     raw = encode_state(state)
-    assert msgspec.msgpack.decode(zlib.decompress(raw))["version"] == checkpoint.VERSION == 2
+    assert msgspec.msgpack.decode(zlib.decompress(raw))["version"] == checkpoint.VERSION == 3
     assert msgspec.json.encode(decode_state(raw)) == msgspec.json.encode(state)
 
 
@@ -100,7 +100,7 @@ def test_a_version_1_checkpoint_is_migrated_and_decides_exactly_as_before(stream
 
 
 @pytest.mark.parametrize(("doc", "error", "says"), [
-    ({"version": 3, "agent": "a"}, NewerCheckpointError, "checkpoint version 3 is newer than this vigil reads (2)"),
+    ({"version": 4, "agent": "a"}, NewerCheckpointError, "checkpoint version 4 is newer than this vigil reads (3)"),
     ({"version": -1, "agent": "a"}, CheckpointError, "non-negative integer, got -1"),
     ({"version": "1", "agent": "a"}, CheckpointError, "non-negative integer, got '1'"),
     ({"version": 1, "agent": "a", "window": {}, "analysis": None, "policy": None, "extra": 1}, CheckpointError,
