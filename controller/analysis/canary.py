@@ -37,7 +37,7 @@ from controller.analysis.thresholds import Thresholds, test_names
 from controller.config import Analysis
 from controller.contracts.decisions import Evidence
 from controller.ingest.buckets import Bucket
-from controller.ingest.catalog import CATALOG, CATEGORICAL, spec_for
+from controller.ingest.catalog import CATALOG, spec_for
 from detectors.alpha import AlphaBudget, SegmentBudget
 from detectors.mixture_fisher import MixtureFisherTest, default_log_psi, fisher_log_lr
 
@@ -80,17 +80,14 @@ class CanaryAnalysis:
         reserve = 0.0 if overrides else 0.2
         # values of a dimension tested apart, besides the pooled "other"
         self.segments = Segments.of_settings(settings.segments, settings.max_segments)
+        # the category-share tests hold their share of alpha apart (controller.analysis.categorical)
+        self.budgets = RolloutBudget(categorical.rest_alpha(settings), known, reserve,
+                                     {d: c + 1 for d, c in self.segments.caps.items()})
+        self.only = set(overrides) if overrides else None
         # fresh starts, counted in buckets in which the test has tables (see MixtureFisherTest.change_every)
         self._change_every = math.ceil(settings.change_every / settings.bucket_seconds) if settings.change_every else 0
-        # the category-share tests, with their own share of alpha; their action decides whether they may act
-        cat = settings.categorical
-        self.categorical = CategoricalShares(cat, settings.alpha * categorical.SHARE, self._change_every) \
-            if cat.fields else None
-        rest = settings.alpha * (1.0 - categorical.SHARE) if self.categorical is not None else settings.alpha
-        for f in CATEGORICAL:  # every field, so a checkpoint's fields no longer configured act as configured too
-            self._critical[categorical.family(f)] = cat.action == "rollback"
-        self.budgets = RolloutBudget(rest, known, reserve, {d: c + 1 for d, c in self.segments.caps.items()})
-        self.only = set(overrides) if overrides else None
+        self.categorical = CategoricalShares.of_settings(settings, self._change_every)
+        self._critical.update(categorical.critical(settings.categorical))
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}

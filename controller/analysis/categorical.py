@@ -33,12 +33,13 @@ from numpy.typing import NDArray
 
 from controller.analysis.segments import Segments
 from controller.analysis.strata import Counts, Table, TestKey, stratify
-from controller.config import Categorical
+from controller.config import Analysis, Categorical
 from controller.ingest.buckets import OTHER, Bucket
+from controller.ingest.catalog import CATEGORICAL
 from detectors.alpha import SegmentBudget
 from detectors.mixture_fisher import MixtureFisherTest, default_log_psi, fisher_log_lr
 
-__all__ = ["GRID", "SHARE", "CategoricalShares", "family", "test_name"]
+__all__ = ["GRID", "SHARE", "CategoricalShares", "critical", "family", "rest_alpha", "test_name"]
 
 #: Share of the rollout's ``alpha`` the categorical tests get (when any field is compared).
 SHARE = 0.2
@@ -62,6 +63,22 @@ def test_name(field: str, value: str) -> str:
     return f"{family(field)}[{value}]"
 
 
+def rest_alpha(settings: Analysis) -> float:
+    """What the rate and value tests share of ``alpha``: all of it without categorical fields.
+
+    >>> from controller.config import Analysis, Categorical
+    >>> round(rest_alpha(Analysis(alpha=0.01)), 6), rest_alpha(Analysis(alpha=0.01, categorical=Categorical(fields=())))
+    (0.008, 0.01)
+    """
+    return settings.alpha * (1.0 - SHARE) if settings.categorical.fields else settings.alpha
+
+
+def critical(settings: Categorical) -> dict[str, bool]:
+    """Whether the tests of each field's family may act (``action: rollback``): for every field, so that a
+    checkpoint's fields no longer configured act as the config says too."""
+    return {family(f): settings.action == "rollback" for f in CATEGORICAL}
+
+
 class CategoricalShares:
     """The category-share tests of one rollout: which values are tested apart, their levels, their tables.
 
@@ -78,6 +95,12 @@ class CategoricalShares:
         self.values: dict[str, list[str]] = {f: [] for f in self.fields}  # in their order of admission
         self.of: dict[str, tuple[str, str]] = {}  # test -> (field, value)
         self._names: dict[str, list[tuple[str, str]]] = {f: [] for f in self.fields}  # (value, test) admitted
+
+    @classmethod
+    def of_settings(cls, settings: Analysis, change_every: int = 0) -> CategoricalShares | None:
+        """The categorical tests of a rollout's analysis, with their share of its ``alpha``; None without fields."""
+        cat = settings.categorical
+        return cls(cat, settings.alpha * SHARE, change_every) if cat.fields else None
 
     def admit(self, buckets: list[Bucket], versions: tuple[str, str]) -> None:
         """Admit the values first seen in these buckets (of ``versions`` only), busiest first over both versions,
