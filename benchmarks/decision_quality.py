@@ -1,13 +1,17 @@
 """Decision quality (issue 9): vigil against Flagger-style and Kayenta-style rules on simulated rollouts.
 
-Run: `.venv/bin/python -m benchmarks.decision_quality [--runs N] [--healthy H] [--seed S] [--quick] [--jobs J]`.
+Run: `.venv/bin/python -m benchmarks.decision_quality [--runs N] [--healthy H] [--seed S] [--quick] [--jobs J]
+[--kinds K1,K2]`.
 Prints a markdown table. Each rollout is a `vigil simulate` run (rate 10 events/s, canary weight 10%: about
 one canary interaction per second, six channels), healthy (half of them with an ``incident`` on both
 versions) or with one canary fault starting at the first step (onset 60 s) or mid-rollout (onset 1200 s).
 On the same events:
 
 * **vigil**: ``controller.replay.replay`` with a watch-only ``AgentRollout`` (stable v1, canary v2, default
-  analysis). Delay: event time of the first ``rollback`` minus the onset.
+  analysis). Delay: event time of the first ``rollback`` minus the onset; for a category fault
+  (``intent_shift``, ``model_switch``), of the first ``rollback`` or alert of a category-share test, since the
+  default ``spec.analysis.categorical.action`` is ``alert``. The healthy row also gives the share of healthy
+  rollouts with a category alert.
 * **flagger-style**: every minute, per metric, the canary's value over that minute against the stable's:
   a rate (error, escalation, abandonment, guardrail block, truncation, tool error, low CSAT) fails when
   canary > 1.5 x stable; p99 latency and mean output tokens fail when canary > 1.5 x stable; mean
@@ -27,7 +31,9 @@ at the true effect with the stable law known, to reach ``log(1/alpha)`` (alpha =
 
 * a rate p0 -> p1 observed ``r`` times per second (canary interactions, tool calls or feedback answers):
   ``floor = log(1/alpha) / (r * KL(Bern(p1) || Bern(p0)))``,
-  ``KL = p1 log(p1/p0) + (1-p1) log((1-p1)/(1-p0))``;
+  ``KL = p1 log(p1/p0) + (1-p1) log((1-p1)/(1-p0))``; a category's share is such a rate (the
+  ``tech_support`` intent of ``intent_shift``); a value the stable never shows (the other model of
+  ``model_switch``, p0 = 0) is conclusive at its first canary observation: ``floor = 1 / (r * p1)``;
 * a value metric whose log (latency, tokens; the simulator draws them lognormal) or raw value
   (evaluation scores, normal) shifts by ``d`` with standard deviation ``s``:
   ``KL = d**2 / (2 s**2)`` and the same ``floor`` formula.
@@ -61,14 +67,17 @@ from controller.tools.simulate import Fault, SimConfig, generate
 ALPHA = 0.01
 RATE, WEIGHT = 10.0, 10.0
 FAULTS = ("escalation", "error", "guardrail", "latency", "output_tokens", "csat", "length", "tool_error",
-          "abandonment", "evaluation")
+          "abandonment", "evaluation", "intent_shift", "model_switch")
+#: Faults in the category mix: the default analysis alerts on them (categorical action ``alert``).
+CATEGORY_FAULTS = ("intent_shift", "model_switch")
 RULES = ("vigil", "flagger", "kayenta")
 # Metric: (harmful direction, kind) over per-event columns; see Frame.
 RATE_METRICS = ("error", "escalation", "abandonment", "blocked", "length", "tool_error", "low_csat")
 VALUE_METRICS = ("latency_p99", "output_tokens", "helpfulness")
 PRIMARY = {"escalation": "escalation", "error": "error", "guardrail": "blocked", "latency": "latency",
            "output_tokens": "output_tokens", "csat": "low_csat", "length": "length", "tool_error": "tool_error",
-           "abandonment": "abandonment", "evaluation": "helpfulness"}
+           "abandonment": "abandonment", "evaluation": "helpfulness", "intent_shift": "tech_support",
+           "model_switch": "switched_model"}
 
 
 def bench_rollout(analysis: str = "{}") -> Rollout:
@@ -101,6 +110,8 @@ class Frame:
             "output_tokens": np.array([r["output_tokens"] if r["outcome"] != "error" else nan for r in rows],
                                       float),
             "helpfulness": np.array([r["evaluations"][0]["score"] if r["evaluations"] else nan for r in rows]),
+            "tech_support": np.array([r["intent"] == "tech_support" for r in rows], float),
+            "switched_model": np.array([r["model"] != config.model for r in rows], float),
         }
         # Tool calls: one observation per call (errors, calls) summed per event.
         self.tool_calls = np.array([len(r["tool_calls"]) for r in rows], float)
@@ -166,12 +177,16 @@ def kayenta(values: dict[str, np.ndarray], every: int = 5) -> float | None:
     return None
 
 
-def vigil(buf: bytes, start: float, analysis: str = "{}") -> float | None:
-    """Seconds from the start of vigil's first rollback on the events (None: none)."""
+def vigil(buf: bytes, start: float, analysis: str = "{}") -> tuple[float | None, float | None]:
+    """Seconds from the start of vigil's first rollback on the events, and of its first alert of a category-share
+    test (None: none)."""
+    rollback = category = None
     for decision in replay(io.BytesIO(buf), [bench_rollout(analysis)]):
-        if decision.action == "rollback":
-            return seconds(decision.time) - start
-    return None
+        if decision.action == "rollback" and rollback is None:
+            rollback = seconds(decision.time) - start
+        elif decision.action == "alert" and category is None and "_share[" in decision.reason:
+            category = seconds(decision.time) - start
+    return rollback, category
 
 
 # --- information floor ---------------------------------------------------------------------------------
@@ -200,6 +215,8 @@ def floor(kind: str, seed: int = 99, alpha: float = ALPHA) -> float:
         p0, p1 = f.tool_errors[s].sum() / f.tool_calls[s].sum(), f.tool_errors[c].sum() / f.tool_calls[c].sum()
         return bernoulli_floor(p0, p1, canary_per_s * f.tool_calls[s].mean(), alpha)
     x = f.cols[metric]
+    if metric == "switched_model":  # the stable never reports it: its first canary observation is conclusive
+        return 1.0 / (canary_per_s * float(x[f.canary].mean()))
     seen = ~np.isnan(x)
     share = seen[~f.canary].mean()  # observations per interaction (feedback, evaluations)
     stable, canary = x[seen & ~f.canary], x[seen & f.canary]
@@ -236,7 +253,13 @@ def run_one(run: Run) -> dict[str, float | None]:
     events = list(generate(config))
     buf = b"\n".join(_encoder.encode(e) for e in events) + b"\n"
     values = Frame(config, events).minute_values(int(run.duration // 60))
-    return {"vigil": vigil(buf, config.start, run.analysis), "flagger": flagger(values), "kayenta": kayenta(values)}
+    rollback, category = vigil(buf, config.start, run.analysis)
+    if run.kind in CATEGORY_FAULTS:
+        found = [t for t in (rollback, category) if t is not None]
+        detected = min(found) if found else None
+    else:
+        detected = rollback
+    return {"vigil": detected, "flagger": flagger(values), "kayenta": kayenta(values), "vigil_category_alert": category}
 
 
 def plan(runs: int, healthy: int, seed: int, duration: float, onsets: tuple[float, ...],
@@ -263,7 +286,11 @@ def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, 
     cells = []
     for rule in RULES:
         fr = sum(x[1][rule] is not None for x in healthy)
-        cells.append(f"{100 * fr / max(1, len(healthy)):.0f}% rolled back")
+        cell = f"{100 * fr / max(1, len(healthy)):.0f}% rolled back"
+        if rule == "vigil":
+            alerted = sum(x[1].get("vigil_category_alert") is not None for x in healthy)
+            cell += f" ({100 * alerted / max(1, len(healthy)):.0f}% a category alert)"
+        cells.append(cell)
     lines.append(f"| healthy (half with an incident) | {len(healthy)} | - | " + " | ".join(cells) + " |")
     faulty_all = [x for x in results if x[0].onset is not None]
     groups = [(kind, [x for x in faulty_all if x[0].kind == kind]) for kind in floors]
@@ -299,14 +326,19 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 kinds, 1 run, 10-minute rollouts")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--analysis", default="{}", help='JSON of spec.analysis for vigil, e.g. \'{"stratum": 0}\'')
+    parser.add_argument("--kinds", default=",".join(FAULTS), help="fault kinds, comma-separated (default all)")
     args = parser.parse_args(argv)
     bench_rollout(args.analysis)  # refused here, with the field named, rather than in every run
     if args.quick:
         kinds: tuple[str, ...] = ("escalation", "latency")
         runs = plan(1, 1, args.seed, 600.0, (60.0,), kinds)
     else:
-        kinds = FAULTS
-        runs = plan(args.runs, args.healthy, args.seed, args.duration, (60.0, min(1200.0, args.duration / 3)))
+        kinds = tuple(k for k in args.kinds.split(",") if k)
+        unknown = [k for k in kinds if k not in FAULTS]
+        if unknown:
+            parser.error(f"unknown fault kinds {', '.join(unknown)} (known: {', '.join(FAULTS)})")
+        runs = plan(args.runs, args.healthy, args.seed, args.duration, (60.0, min(1200.0, args.duration / 3)),
+                    kinds)
     runs = [dataclasses.replace(r, analysis=args.analysis) for r in runs]
     if args.jobs > 1:
         import multiprocessing

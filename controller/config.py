@@ -27,10 +27,10 @@ from msgspec import Meta
 from controller.errors import VigilError
 from controller.ingest.catalog import Direction, spec_for
 
-__all__ = ["API_VERSION", "MAX_SEGMENTS_LIMIT", "NOTIFY_ACTIONS", "ROUTERS", "SEGMENT_DIMENSIONS",
-           "SPEC_REQUIRED", "Analysis", "ConfigError", "MetricOverride", "Notification", "RollbackPolicy", "Rollout",
-           "Promotion", "RolloutSpec", "SecretRef", "Step", "Traffic", "Workload", "load_rollouts", "parse_duration",
-           "parse_rollout", "spec_schema"]
+__all__ = ["API_VERSION", "CATEGORICAL_ACTIONS", "CATEGORICAL_FIELDS", "MAX_CATEGORIES_LIMIT", "MAX_SEGMENTS_LIMIT",
+           "NOTIFY_ACTIONS", "ROUTERS", "SEGMENT_DIMENSIONS", "SPEC_REQUIRED", "Analysis", "Categorical", "ConfigError",
+           "MetricOverride", "Notification", "Promotion", "RollbackPolicy", "Rollout", "RolloutSpec", "SecretRef",
+           "Step", "Traffic", "Workload", "load_rollouts", "parse_duration", "parse_rollout", "spec_schema"]
 
 ApiVersion = Literal["vigil.dev/v1alpha1"]
 Kind = Literal["AgentRollout"]
@@ -38,12 +38,21 @@ Router = Literal["gatewayAPI", "istio", "replicas", "none"]
 NotifyAction = Literal["rollback", "alert", "promote", "set_weight"]
 #: What ``spec.analysis.segments`` may split the tests by (event fields ``channel`` and ``tenant``).
 Dimension = Literal["channel", "tenant"]
+#: The event fields whose category mix ``spec.analysis.categorical`` compares (``tool``: the tool calls' names).
+CategoricalField = Literal["intent", "model", "finish_reason", "error_type", "tool"]
+#: What a categorical shift does: raise an alert, or roll back like a critical metric.
+CategoricalAction = Literal["alert", "rollback"]
 
 API_VERSION: str = get_args(ApiVersion)[0]
 KIND: str = get_args(Kind)[0]
 ROUTERS: tuple[str, ...] = get_args(Router)
 NOTIFY_ACTIONS: tuple[str, ...] = get_args(NotifyAction)
 SEGMENT_DIMENSIONS: tuple[str, ...] = get_args(Dimension)
+CATEGORICAL_FIELDS: tuple[str, ...] = get_args(CategoricalField)
+CATEGORICAL_ACTIONS: tuple[str, ...] = get_args(CategoricalAction)
+#: The largest ``spec.analysis.categorical.maxCategories`` (it bounds the tests and state per rollout), and the
+#: distinct values per agent and field the ingest stage keeps apart before it pools the rest as ``other``.
+MAX_CATEGORIES_LIMIT = 100
 #: The largest ``spec.analysis.maxSegments``: it bounds the state kept per rollout, so it is bounded itself.
 MAX_SEGMENTS_LIMIT = 1000
 #: The fields of ``spec`` a resource must have (a :class:`Rollout` built in code may leave them unset: track mode).
@@ -181,6 +190,21 @@ class Promotion(_Settings, frozen=True):
     """Probability with which a harm of that size would have been caught by now."""
 
 
+class Categorical(_Settings, frozen=True):
+    fields: tuple[CategoricalField, ...] = ("intent", "model", "finish_reason", "error_type", "tool")
+    """Event fields whose category mix is compared, canary against stable (both ways); empty: none."""
+    action: CategoricalAction = "alert"
+    """``alert``: a shifted category share raises an alert; ``rollback``: it rolls back (given minSamples)."""
+    max_categories: Annotated[int, Meta(ge=1, le=MAX_CATEGORIES_LIMIT)] = 20
+    """Values of a field tested on their own, busiest first; later values are pooled as ``other``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for i, name in enumerate(self.fields):
+            if name in self.fields[:i]:
+                raise ConfigError(f"fields[{i}]", f"field {name!r} is listed twice")
+
+
 class Analysis(_Settings, frozen=True):
     alpha: Annotated[float, Meta(gt=0, lt=1)] = 0.01
     """Probability of rolling back a healthy canary over the whole rollout, split across the tests."""
@@ -210,6 +234,8 @@ class Analysis(_Settings, frozen=True):
     """Values of a segment dimension tested on their own; values seen after the first ones are pooled as ``other``."""
     promotion: Promotion = msgspec.field(default_factory=Promotion)
     """When a step may pass: only on evidence that a harm of a given size would have been caught."""
+    categorical: Categorical = msgspec.field(default_factory=Categorical)
+    """The category mix tests (intent, model, finish reason, error type, tool): which fields, and what they do."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.config import parse_rollout
-from controller.contracts.events import Event, Interaction
-from controller.ingest.aggregator import MAX_TENANT_CHARS, Aggregator, tenant_caps
+from controller.config import MAX_CATEGORIES_LIMIT, parse_rollout
+from controller.contracts.events import Event, Interaction, ToolCall
+from controller.ingest.aggregator import MAX_CATEGORY_CHARS, MAX_TENANT_CHARS, Aggregator, tenant_caps
 from controller.ingest.buckets import MAX_EXAMPLES, Bucket, Summary, bin_of, bin_value, merge_bucket
 from controller.windows import EventTimeWindow
 
@@ -476,6 +476,50 @@ def test_tenant_caps_come_from_the_rollouts() -> None:
     assert tenant_caps(rollouts) == {"a": 20, "c": 5}  # type: ignore[arg-type]
 
 
+# --- categories -------------------------------------------------------------------------------------------
+def labelled(t: float, version: str = "v1", **fields: object) -> Event:
+    return Event(time=t, data=Interaction(agent="bot", version=version, channel="sms", **fields))  # type: ignore[arg-type]
+
+
+def test_categories_are_counted_per_field_and_value() -> None:
+    agg = Aggregator()
+    agg.add(labelled(1.0, intent="billing", model="m1", finish_reasons=["tool_calls", "stop"], error_type="timeout",
+                     tool_calls=[ToolCall(name="lookup"), ToolCall(name="lookup"), ToolCall(name="refund")]))
+    agg.add(labelled(1.5, intent="billing", model="", finish_reasons=["stop"]), offset=1)
+    (b,) = agg.drain()[0].buckets
+    assert b.categories == {"intent": {"billing": 2}, "model": {"m1": 1}, "finish_reason": {"tool_calls": 1, "stop": 2},
+                            "error_type": {"timeout": 1}, "tool": {"lookup": 2, "refund": 1}}
+    into = Bucket("v1", "stable", "sms", 1, categories={"intent": {"billing": 1, "refund": 4}})
+    merge_bucket(into, b)
+    assert into.categories["intent"] == {"billing": 3, "refund": 4} and into.categories["tool"] == b.categories["tool"]
+
+
+def test_the_category_cap_holds_against_a_producer_sending_thousands_of_values() -> None:
+    agg = Aggregator()
+    for i in range(5000):
+        agg.add(labelled(float(i // 100), intent=f"intent-{i}-" + "x" * 500, tool_calls=[ToolCall(name=f"t{i}")]),
+                offset=i)
+    buckets = [b for p in agg.drain() for b in p.buckets]
+    assert max(len(b.categories["intent"]) for b in buckets) <= MAX_CATEGORIES_LIMIT
+    kept = {v for b in buckets for v in b.categories["intent"]}
+    assert len(kept) == MAX_CATEGORIES_LIMIT + 1 and "other" in kept  # the first values seen, then one pool
+    assert max(len(v) for v in kept) == MAX_CATEGORY_CHARS
+    assert sum(b.categories["intent"].get("other", 0) for b in buckets) == 5000 - MAX_CATEGORIES_LIMIT
+    assert len({v for b in buckets for v in b.categories["tool"]}) == MAX_CATEGORIES_LIMIT + 1
+    # kept for good: a later new value is pooled, a kept one keeps its name
+    agg.add(labelled(99.0, intent="brand-new"), offset=6000)
+    agg.add(labelled(99.0, intent="intent-0-" + "x" * 500), offset=6001)
+    (b,) = agg.drain()[0].buckets
+    assert b.categories["intent"] == {"other": 1, ("intent-0-" + "x" * 500)[:MAX_CATEGORY_CHARS]: 1}
+
+
+def test_a_category_label_is_printable() -> None:
+    agg = Aggregator()
+    agg.add(labelled(1.0, intent="bill\ning\x00", model='gpt"4\u2028'))
+    (b,) = agg.drain()[0].buckets
+    assert b.categories == {"intent": {"bill?ing?": 1}, "model": {'gpt"4?': 1}}
+
+
 def test_window_keeps_tenants_apart_and_checkpoints_them() -> None:
     w = EventTimeWindow(1, 0.0, 60.0)
     a, b = bucket(3, 2, harmful=1), bucket(3, 3)
@@ -490,7 +534,8 @@ def test_window_keeps_tenants_apart_and_checkpoints_them() -> None:
 
 def test_a_bucket_encoded_before_tenants_existed_still_decodes() -> None:
     b = bucket(3, 2, harmful=1)
-    old = msgspec.msgpack.encode(msgspec.to_builtins(b)[:-1])  # array_like: the same fields, less the tenant
+    # array_like: the same fields, less the tenant and the categories
+    old = msgspec.msgpack.encode(msgspec.to_builtins(b)[:-2])
     assert msgspec.msgpack.decode(old, type=Bucket) == b and b.tenant == ""
     p = msgspec.msgpack.decode(msgspec.msgpack.encode(summary(2.0, [b])), type=Summary)
     assert p.buckets == [b]

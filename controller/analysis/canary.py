@@ -12,6 +12,9 @@ one channel or tenant is not diluted by the others. The budget's union bound ove
 exist keeps the probability of rolling back a healthy canary at most ``alpha`` however many segment values
 appear, and when they appear.
 
+The category mix of the categorical fields (intent, model, finish reason, error type, tool) is compared too,
+each value's share tested both ways, with a share of the budget of its own (:mod:`controller.analysis.categorical`).
+
 This module holds :class:`CanaryAnalysis`, which ties them together: it feeds each bucket's tables to the
 tests, keeps the counts, windows, examples and evidence of each test, and its checkpoint state.
 """
@@ -25,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from controller.analysis import categorical
 from controller.analysis.budget import SEGMENT_SHARE, RolloutBudget
+from controller.analysis.categorical import CategoricalShares
 from controller.analysis.segments import Segments, suffix
 from controller.analysis.strata import Counts, Stratum, TestKey
 from controller.analysis.thresholds import Thresholds, test_names
@@ -34,12 +39,13 @@ from controller.contracts.decisions import Evidence
 from controller.ingest.buckets import Bucket
 from controller.ingest.catalog import CATALOG, spec_for
 from detectors.alpha import AlphaBudget, SegmentBudget
-from detectors.mixture_fisher import MixtureFisherTest, fisher_log_lr
+from detectors.mixture_fisher import MixtureFisherTest, default_log_psi, fisher_log_lr
 from detectors.power import harmful_share, samples_to_catch
 
 __all__ = ["SEGMENT_SHARE", "CanaryAnalysis", "Gap", "TestKey", "TestResult"]
 
 DETECTOR = "mixture-fisher"
+_GRID = default_log_psi("increase")  # the grid of every rate and value test
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,11 @@ class CanaryAnalysis:
         self.budgets = self._budgets(list(overrides) if overrides else list(CATALOG))
         # fresh starts, counted in buckets in which the test has tables (see MixtureFisherTest.change_every)
         self._change_every = math.ceil(settings.change_every / self.stratum_seconds) if settings.change_every else 0
+        # the category-share tests take one table per bucket: their fresh starts are counted in buckets
+        self._bucket_change_every = (math.ceil(settings.change_every / settings.bucket_seconds)
+                                     if settings.change_every else 0)
+        self.categorical = CategoricalShares.of_settings(settings, self._bucket_change_every)
+        self._critical.update(categorical.critical(settings.categorical))
         self._flip: dict[str, int] = {}  # rate metric -> _rate_flip, cached: it is asked per bucket and series
         self.tests: dict[str, MixtureFisherTest] = {}
         self.metric_of: dict[str, str] = {}
@@ -124,7 +135,8 @@ class CanaryAnalysis:
                  for t in test_names(m, spec_for(m).kind, self._direction(m))}  # type: ignore[union-attr]
         # with explicit metrics there is nothing to discover, so the whole budget goes to them
         reserve = 0.0 if self.only is not None else 0.2
-        return RolloutBudget(self.settings.alpha, known, reserve,
+        # the category-share tests hold their share of alpha apart (controller.analysis.categorical)
+        return RolloutBudget(categorical.rest_alpha(self.settings), known, reserve,
                              {d: c + 1 for d, c in self.segments.caps.items()})
 
     @property
@@ -210,6 +222,16 @@ class CanaryAnalysis:
         head = st.split()
         if head is not None:
             self._feed(head)  # the share changed inside the stratum: what came before is a stratum of its own
+        if self.categorical is not None:  # one table per bucket and channel (controller.analysis.categorical)
+            shares: dict[str, tuple[int, int, int, int]] = {}
+            for name, c4 in self.categorical.observe(buckets, self.canary, self.stable, self.tests,
+                                                     self.metric_of).items():
+                s = self.sums.setdefault(name, [0, 0, 0, 0])
+                for j in range(4):
+                    s[j] += c4[j]
+                shares[name] = c4
+            if shares:
+                self.window.append((start, shares))
         self.buckets_seen += 1
         if not self.allocated:
             for b in buckets:
@@ -249,7 +271,7 @@ class CanaryAnalysis:
             self._present = set()
         if rows:
             arr = np.asarray(rows, dtype=np.float64)
-            grid = next(iter(self.tests.values())).log_psi if self.tests else MixtureFisherTest().log_psi
+            grid = _GRID
             # segment tests repeat many tables of the pooled ones (a channel's, a lone tenant's): each distinct
             # table is worked out once
             uniq, inverse = np.unique(arr, axis=0, return_inverse=True)
@@ -275,6 +297,10 @@ class CanaryAnalysis:
         while self.window and self.window[0][0] <= st.start - self.settings.window:
             self.window.popleft()
 
+    def is_categorical(self, name: str) -> bool:
+        """Whether test ``name`` compares a category's share (``intent_share[billing]``), both ways."""
+        return self.categorical is not None and name in self.categorical.of
+
     def is_critical(self, name: str) -> bool:
         """Whether test ``name`` may roll back on its own (its metric's ``critical``)."""
         return self._critical.get(self.metric_of[name], True)
@@ -292,7 +318,7 @@ class CanaryAnalysis:
             return []
         gaps: list[Gap] = []
         for name, t in self.tests.items():
-            if name in self.segment_of or not self.is_critical(name):
+            if name in self.segment_of or self.is_categorical(name) or not self.is_critical(name):
                 continue
             nc, _, ns, ks = t.counts
             if nc == 0:
@@ -356,6 +382,8 @@ class CanaryAnalysis:
             "stratum": {**self.stratum.to_state(),
                         "thresholds": {m: {str(q): b for q, b in t.items()} for m, t in self._frozen.items()}},
         }
+        if self.categorical is not None:  # absent without categorical fields, and in older checkpoints
+            state["categorical"] = self.categorical.to_state()
         if self.segment_budget is not None:  # absent without segments: the checkpoint is as it always was
             state["segments"] = {"budget": self.segment_budget.to_state(), "values": self.segments.values,
                                  "of": {n: list(s) for n, s in self.segment_of.items()}}
@@ -382,3 +410,6 @@ class CanaryAnalysis:
         self.budgets.load(state["budget"], None if seg is None else seg["budget"])
         self.segments.load({d: k - 1 for d, k in self.budgets.slots.items()}, {} if seg is None else seg["values"])
         self.segment_of = {} if seg is None else {n: (str(d), str(v)) for n, (d, v) in seg["of"].items()}
+        # the categorical tests the rollout started with (fields, cap, budget); none if it started without them
+        cat = state.get("categorical")
+        self.categorical = None if cat is None else CategoricalShares.from_state(cat, self._bucket_change_every)

@@ -8,7 +8,9 @@ so a checkpoint is read as what it is or refused with a clear message, never mis
   whose window counted ``duplicate_partials`` where it now counts ``duplicate_summaries``; version 1: the
   analysis's rate tests were flat dicts, before they took the detector contract's
   ``{"detector", "params", "vars"}`` form; version 2: one ``analysis`` and one ``policy``, before an agent in
-  track mode judged each of its canary versions, each with its own analysis and policy, in ``canaries``);
+  track mode judged each of its canary versions, each with its own analysis and policy, in ``canaries``, and
+  before the analysis had category-share tests, which a version-2 reader would misjudge as critical rate tests;
+  an analysis without ``categorical`` resumes without them);
 * a newer version, written by a later vigil, is refused (:class:`CheckpointError`): downgrading a deployment
   must not silently drop or misread the state of its rollouts;
 * bytes that are not a checkpoint at all are refused too.

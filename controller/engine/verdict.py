@@ -60,9 +60,11 @@ def canary_verdict(run: CanaryRun) -> CanaryVerdict:
     alarms = sorted(n for n, t in ana.tests.items() if t.alarm)
     acting = [n for n in alarms if ana.is_critical(n) and ana.has_enough_samples(n)]
     samples = max((t.counts[0] for t in ana.tests.values()), default=0)
-    # enough to pass a step: the samples to act on every critical test, and the data to have caught a harm of the
+    # enough to pass a step: the samples to act on every critical test (a category share's samples are its field's
+    # trials, error types, a rare tool: they need not hold it up), and the data to have caught a harm of the
     # promotion's size (what RolloutPolicy waits for before a step passes)
-    enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests if ana.is_critical(n)) \
+    enough = bool(ana.tests) and all(ana.has_enough_samples(n) for n in ana.tests
+                                     if ana.is_critical(n) and not ana.is_categorical(n)) \
         and not ana.promotion_gaps()
     rollback = pol.phase == "rolled_back" or bool(acting)
     v: Verdict = "unhealthy" if rollback else ("healthy" if enough and not alarms else "inconclusive")

@@ -4,7 +4,10 @@ The raw event path is the hot one, so it only counts: per (agent, version, track
 keeps trials and harmful outcomes per rate metric, and a sparse log-spaced histogram per value metric.
 For an agent whose rollout segments its tests by tenant, the tenant is part of the series too (cut to
 :data:`MAX_TENANT_CHARS`, and only the first ``maxSegments`` tenants seen by this process are kept apart,
-the others pooled as ``other``), so the state per second stays bounded; nothing else of an event is kept.
+the others pooled as ``other``), so the state per second stays bounded. The categorical fields (intent, model,
+finish reasons, error type, tool names) are counted per value, each value cut to :data:`MAX_CATEGORY_CHARS`
+and only the first :data:`~controller.config.MAX_CATEGORIES_LIMIT` values per agent and field kept apart (the
+others pooled as ``other``); nothing else of an event is kept.
 The buckets are handed out as :class:`~controller.ingest.buckets.Summary` records, one per agent per poll.
 """
 
@@ -14,17 +17,30 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping
 
-from controller.config import Rollout
+from controller.config import MAX_CATEGORIES_LIMIT, Rollout
 from controller.contracts.events import Event
 from controller.ingest.buckets import MAX_EXAMPLES, OTHER, Bucket, Summary, bin_of
-from controller.ingest.catalog import CATALOG, observe
+from controller.ingest.catalog import CATALOG, categories, observe
 
-__all__ = ["MAX_TENANT_CHARS", "Aggregator", "tenant_caps"]
+__all__ = ["MAX_CATEGORY_CHARS", "MAX_TENANT_CHARS", "Aggregator", "category_label", "tenant_caps"]
 
 # rate metrics whose counted outcome is the good one (resolutions): their examples are the misses
 _LOWER_IS_WORSE = frozenset(s.name for s in CATALOG.values() if s.kind == "rate" and s.direction == "decrease")
 #: Characters of a tenant name kept: a tenant is an identifier, and an unbounded one would be a memory hole.
 MAX_TENANT_CHARS = 64
+#: Characters of a category value kept (intents, models, finish reasons, error types and tool names are labels).
+MAX_CATEGORY_CHARS = 64
+
+
+def category_label(raw: str) -> str:
+    """A category value as kept: cut to :data:`MAX_CATEGORY_CHARS`, control characters replaced by ``?`` (a label
+    goes into test names, decisions and Prometheus labels).
+
+    >>> category_label("billing"), category_label("a\\nb"), len(category_label("x" * 500))
+    ('billing', 'a?b', 64)
+    """
+    cut = raw[:MAX_CATEGORY_CHARS]
+    return cut if cut.isprintable() else "".join(c if c.isprintable() else "?" for c in cut)
 
 
 def tenant_caps(rollouts: Iterable[Rollout]) -> dict[str, int]:
@@ -47,6 +63,9 @@ class Aggregator:
         # the first tenants seen per agent, kept across drains: a tenant keeps its series for the life of the
         # process (the analysis makes its own, checkpointed, choice of the tenants it tests apart)
         self._tenants: dict[str, set[str]] = {}
+        # the first MAX_CATEGORIES_LIMIT values seen per agent and categorical field, kept across drains (the
+        # analysis admits at most that many, busiest first); later values are pooled as "other"
+        self._categories: dict[tuple[str, str], set[str]] = {}
         self._buckets: dict[tuple[str, str, str, str, str, int], Bucket] = {}
         self._high: dict[str, float] = {}
         self._offsets: dict[str, tuple[int, int]] = {}
@@ -73,6 +92,12 @@ class Aggregator:
                 if conv not in ex and (len(ex) < MAX_EXAMPLES or conv < ex[-1]):
                     bisect.insort(ex, conv)
                     del ex[MAX_EXAMPLES:]
+        for f, raw in categories(d):
+            v = self._category(agent, f, raw)
+            counts = b.categories.get(f)
+            if counts is None:
+                counts = b.categories[f] = {}
+            counts[v] = counts.get(v, 0) + 1
         for m, x in values:
             hist = b.values.get(m)
             if hist is None:
@@ -101,6 +126,18 @@ class Aggregator:
         if len(seen) < cap:
             seen.add(tenant)
             return tenant
+        return OTHER
+
+    def _category(self, agent: str, field: str, raw: str) -> str:
+        label = category_label(raw)
+        seen = self._categories.get((agent, field))
+        if seen is None:
+            seen = self._categories[(agent, field)] = set()
+        if label in seen or label == OTHER:
+            return label
+        if len(seen) < MAX_CATEGORIES_LIMIT:
+            seen.add(label)
+            return label
         return OTHER
 
     @property

@@ -54,6 +54,9 @@ class Bucket(msgspec.Struct, array_like=True):
     examples: dict[str, list[str]] = msgspec.field(default_factory=dict)  # metric -> conversation ids
     # last, with a default, so that a bucket encoded before tenants were kept still decodes
     tenant: str = ""  # "" unless the agent's rollout segments by tenant
+    # field -> value -> trials with that value (intent, model, finish_reason, error_type, tool); the field's
+    # trials are the sum. Last, with a default, so that a bucket encoded before categories were kept still decodes.
+    categories: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
 
     def add_rate(self, metric: str, trials: int, harmful: int) -> None:
         """Count ``trials`` interactions of ``metric``, ``harmful`` of them harmful."""
@@ -90,6 +93,10 @@ def merge_bucket(into: Bucket, other: Bucket) -> None:
         for b, c in hist.items():
             mine[b] = mine.get(b, 0) + c
         into.sums[m] = into.sums.get(m, 0.0) + other.sums.get(m, 0.0)
+    for f, counts in other.categories.items():
+        into_f = into.categories.setdefault(f, {})
+        for v, c in counts.items():
+            into_f[v] = into_f.get(v, 0) + c
     for m, ids in other.examples.items():
         # the smallest ids, not the first to arrive: the same whatever the order summaries merge in
         into.examples[m] = sorted(set(into.examples.get(m, ())) | set(ids))[:MAX_EXAMPLES]

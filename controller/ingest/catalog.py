@@ -12,7 +12,7 @@ from typing import Literal
 
 from controller.contracts.events import Interaction
 
-__all__ = ["CATALOG", "MetricSpec", "observe", "spec_for"]
+__all__ = ["CATALOG", "CATEGORICAL", "MetricSpec", "categories", "observe", "spec_for"]
 
 Direction = Literal["increase", "decrease"]
 
@@ -112,3 +112,32 @@ def observe(d: Interaction) -> tuple[list[tuple[str, int, int]], list[tuple[str,
         for e in d.evaluations:
             values.append((EVALUATION_PREFIX + e.name, e.score))
     return rates, values
+
+
+#: The categorical fields: per value, its share of the field's trials is compared between the versions
+#: (:mod:`controller.analysis.categorical`). Trials are the interactions that carry the field, except for
+#: ``finish_reason`` (each finish reason listed, one per choice) and ``tool`` (each tool call, by name).
+CATEGORICAL: tuple[str, ...] = ("intent", "model", "finish_reason", "error_type", "tool")
+
+
+def categories(d: Interaction) -> list[tuple[str, str]]:
+    """The ``(field, value)`` trials of one interaction's categorical fields: one label per trial, raw (the
+    aggregator bounds them). Empty strings are no label.
+
+    >>> from controller.contracts.events import Interaction, ToolCall
+    >>> categories(Interaction(agent="a", version="v", intent="billing", finish_reasons=["tool_calls", "stop"],
+    ...                        tool_calls=[ToolCall(name="lookup_order")]))
+    [('intent', 'billing'), ('finish_reason', 'tool_calls'), ('finish_reason', 'stop'), ('tool', 'lookup_order')]
+    """
+    out: list[tuple[str, str]] = []
+    if d.intent:
+        out.append(("intent", d.intent))
+    if d.model:
+        out.append(("model", d.model))
+    if d.finish_reasons:
+        out.extend(("finish_reason", r) for r in d.finish_reasons if r)
+    if d.error_type:
+        out.append(("error_type", d.error_type))
+    if d.tool_calls:
+        out.extend(("tool", t.name) for t in d.tool_calls if t.name)
+    return out

@@ -1,8 +1,9 @@
 """The rollout policy: steps traffic forward while the canary is healthy, rolls it back on harm.
 
 Rollback needs a critical test in alarm with at least ``min_samples`` canary observations; a test in
-alarm with fewer samples, or a non-critical one, raises an alert (once per test). Steps advance in
-event time, and a pause passes only on evidence (``spec.analysis.promotion``): once every critical test has
+alarm with fewer samples, or a non-critical one, raises an alert (once per test). A category-share test
+(``intent_share[billing]``) is critical when ``spec.analysis.categorical.action`` is ``rollback``. Steps advance
+in event time, and a pause passes only on evidence (``spec.analysis.promotion``): once every critical test has
 had the canary data to catch a harm of the configured size, and no critical test stands in alarm with too few
 samples to act; until then the step holds, reported as a ``pause`` decision that says what is missing, again
 whenever that changes (insufficient data: neither a pass nor a failure). After the last step the canary is
@@ -58,14 +59,18 @@ class RolloutPolicy:
             self.weight = 0.0
             worst = min(acting, key=lambda n: analysis.tests[n].p_value)
             ev = analysis.tests[worst]
-            reason = (f"{worst} of canary {self.canary} is worse than stable {self.stable} "
+            worse = "differs from" if analysis.is_categorical(worst) else "is worse than"
+            reason = (f"{worst} of canary {self.canary} {worse} stable {self.stable} "
                       f"(anytime p={ev.p_value:.2g} < alpha={ev.alpha:.2g})")
             return [self._decide(t, "rollback", reason, analysis, acting)]
         for a in alarms:
             if a.name not in self.alerted:
                 self.alerted.add(a.name)
-                why = "not critical" if not a.critical else "too few canary samples to act"
-                out.append(self._decide(t, "alert", f"{a.name} of canary {self.canary} looks worse ({why})",
+                shift = analysis.is_categorical(a.name)
+                why = ("categorical action alert" if shift else "not critical") if not a.critical \
+                    else "too few canary samples to act"
+                looks = f"differs from stable {self.stable}" if shift else "looks worse"
+                out.append(self._decide(t, "alert", f"{a.name} of canary {self.canary} {looks} ({why})",
                                         analysis, [a.name]))
         steps = self.rollout.steps
         if self.rollout.paused:  # held where it is; the analysis still runs and may still roll back

@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from controller.analysis import categorical
 from controller.analysis.canary import CanaryAnalysis
 from controller.config import Analysis, MetricOverride, Rollout
 from controller.contracts.decisions import seconds
@@ -33,9 +34,11 @@ def test_levels_follow_the_weights() -> None:
     assert a.budget.level("latency_ms>p90") == pytest.approx(res)
     custom = analysed(Analysis(metrics=(MetricOverride("escalation_rate", weight=3.0),
                                         MetricOverride("resolution_rate", critical=False))))
-    # explicit metrics: the whole budget to them, 3 to 0.5
-    assert custom.budget.level("escalation_rate") == pytest.approx(0.01 * 3 / 3.5)
-    assert custom.budget.level("resolution_rate") == pytest.approx(0.01 * 0.5 / 3.5)
+    # explicit metrics: the whole budget of the rate and value tests to them, 3 to 0.5 (the category-share
+    # tests keep their own share)
+    rest = 0.01 * (1 - categorical.SHARE)
+    assert custom.budget.level("escalation_rate") == pytest.approx(rest * 3 / 3.5)
+    assert custom.budget.level("resolution_rate") == pytest.approx(rest * 0.5 / 3.5)
 
 
 def test_the_budget_is_split_over_the_metrics_present_when_the_first_stratum_is_fed() -> None:
@@ -51,9 +54,10 @@ def test_the_budget_is_split_over_the_metrics_present_when_the_first_stratum_is_
     assert a.budget.level("escalation_rate") > whole.budget.level("escalation_rate")
     # a metric that appears later draws from the reserve; the levels of all tests stay within alpha
     late = a.budget.level("low_csat_rate")
-    assert 0 < late <= 0.01 * 0.2 / 2
-    spent = math.fsum(a.budget.level(n) for n in known) + 0.01 * 0.2
-    assert spent <= 0.01 + 1e-12
+    rest = 0.01 * (1 - categorical.SHARE)  # the rate and value tests' part; the category shares have the rest
+    assert 0 < late <= rest * 0.2 / 2
+    spent = math.fsum(a.budget.level(n) for n in known) + rest * 0.2
+    assert spent <= rest + 1e-12
 
 
 def test_a_checkpoint_before_the_first_stratum_is_fed_keeps_what_was_seen() -> None:
@@ -76,8 +80,10 @@ def test_a_heavier_weight_acts_sooner() -> None:
     stream = summaries(traffic(seed=53, seconds=900, rate=8.0, escalation=(0.10, 0.18)))
     at = {}
     for w in (0.25, 8.0):
+        # without category-share tests, so that the three metrics share the whole budget
         d = [x for x in run(Engine([rollout(metrics=[{"name": "escalation_rate", "weight": w},
-                                                     {"name": "latency_ms"}, {"name": "resolution_rate"}])]),
+                                                     {"name": "latency_ms"}, {"name": "resolution_rate"}],
+                                            categorical={"fields": []})]),
                             stream) if x.action == "rollback"]
         assert d, w
         at[w] = seconds(d[0].time)

@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from controller.analysis import categorical
 from controller.analysis.canary import SEGMENT_SHARE, CanaryAnalysis
 from controller.config import Analysis, MetricOverride
 from tests.support.family_wise import (
@@ -47,10 +48,13 @@ def test_every_test_that_can_ever_exist_fits_in_alpha() -> None:
     law = healthy_law(len(TENANTS))
     a = run(SEGMENTED, rollout(np.random.default_rng(1), law, law, 12, 90))
     seg = a.segment_budget
-    assert seg is not None and seg.alpha == pytest.approx(0.2 * SEGMENT_SHARE)
-    assert a.budget.alpha == pytest.approx(0.2 * (1 - SEGMENT_SHARE))
+    # the categorical tests (none here: the buckets carry no categories) hold their share of alpha apart
+    rest = 0.2 * (1 - categorical.SHARE)
+    assert a.categorical is not None and a.categorical.budget.alpha == pytest.approx(0.2 * categorical.SHARE)
+    assert seg is not None and seg.alpha == pytest.approx(rest * SEGMENT_SHARE)
+    assert a.budget.alpha == pytest.approx(rest * (1 - SEGMENT_SHARE))
     created = math.fsum(t.alpha for t in a.tests.values())
-    assert created <= 0.2
+    assert created <= rest
     # fill every slot of every family of the catalog's tests, and of the evaluation tests discovered
     bases = sorted({a.base_of(n) for n in a.tests})
     assert len(bases) == POOLED_TESTS
@@ -64,8 +68,8 @@ def test_every_test_that_can_ever_exist_fits_in_alpha() -> None:
             assert added < slots  # some slots were taken by the values seen
     pooled = math.fsum(a.budget.level(b) for b in bases)
     # what discovery can still take: the rest of both reserves, each a halving series that never ends
-    assert pooled + seg.spent <= 0.2 * (1 + 1e-12)
-    assert seg.spent <= 0.2 * SEGMENT_SHARE * (1 + 1e-12)
+    assert pooled + seg.spent <= rest * (1 + 1e-12)
+    assert seg.spent <= rest * SEGMENT_SHARE * (1 + 1e-12)
 
 
 def test_segment_tests_are_made_per_value_with_other_pooling_the_rest() -> None:

@@ -46,3 +46,12 @@ def test_quick_mode_prints_the_table(capsys: object) -> None:
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     vigil_cells = [line.split("|")[4].strip() for line in lines[3:]]
     assert all(cell.endswith(", 0") for cell in vigil_cells), "no false rollback by vigil before the onset"
+
+
+def test_category_faults_have_a_floor_and_are_caught_by_a_category_alert() -> None:
+    # tech_support x2 on ~17%: KL(0.33 || 0.17) ~ 0.07 nats a canary interaction; the other model: at once
+    assert 30 < dq.floor("intent_shift") < 120
+    assert 0.9 < dq.floor("model_switch") < 1.2
+    result = dq.run_one(dq.Run("model_switch", 60.0, 5, 600.0))
+    assert result["vigil"] is not None and result["vigil_category_alert"] == result["vigil"]
+    assert 60.0 <= result["vigil"] < 120.0

@@ -26,8 +26,9 @@ PENDING = (
 
 
 def test_the_engine_publishes_the_same_json_as_before() -> None:
-    engine = Engine([rollout(changeEvery=0, stratum=0)])  # the statistics as they were then: no fresh starts,
-    # a stratum per bucket
+    # the statistics as they were then: no fresh starts, a stratum per bucket, no categorical tests holding a share
+    # of alpha
+    engine = Engine([rollout(changeEvery=0, stratum=0, categorical={"fields": []})])
     run(engine, summaries(traffic(seed=2, seconds=120, escalation=(0.1, 0.3))))
     doc = published(engine.agents["bot"])
     assert isinstance(doc, VerdictDocument) and encode(doc) == ROLLED_BACK

@@ -57,3 +57,21 @@ def sim_summaries(events: Iterable[Event], every: float = 1.0) -> list[Summary]:
         agg.add(e, "0", i)
     out.extend(agg.drain())
     return out
+
+
+def simulated_summaries(config: SimConfig, every: float = 5.0) -> list[Any]:
+    """The summaries of a simulated stream as the ingest stage would send them: one poll per ``every`` seconds of
+    event time."""
+    agg = Aggregator()
+    out: list[Any] = []
+    edge: float | None = None
+    for i, doc in enumerate(generate(config)):
+        event = decode_line(json.dumps(doc).encode())
+        if edge is None:
+            edge = event.time + every
+        elif event.time >= edge:
+            out.extend(agg.drain())
+            edge = event.time + every
+        agg.add(event, "0", i)
+    out.extend(agg.drain())
+    return out
