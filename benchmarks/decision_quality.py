@@ -41,6 +41,12 @@ at the true effect with the stable law known, to reach ``log(1/alpha)`` (alpha =
 p0, p1, d and s are measured on a large simulated sample of the fault (canary weight 50%, the fault from
 time 0) for the fault's primary metric; ``r`` is the canary rate of that metric's observations in the
 benchmark's rollouts.
+
+**Floor at vigil's threshold**: the same information against the log-likelihood ratio vigil's own test of
+the metric must reach (``CanaryAnalysis.alarm_threshold``: ``log(1/level)`` at the test's share of the
+budget, ``log 2`` for its first start, the log of its mixture's grid size), ``floor * threshold /
+log(1/alpha)``: what a test with vigil's budget split and mixture would need if it knew the effect and the
+stable law. ``model_switch`` keeps its floor (a first observation is conclusive at any threshold).
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ from scipy.stats import mannwhitneyu
 
 from controller.config import Rollout, parse_rollout
 from controller.contracts.decisions import seconds
+from controller.contracts.events import decode_line
+from controller.engine.core import Engine
+from controller.ingest.aggregator import Aggregator
 from controller.replay import replay
 from controller.tools.simulate import Fault, SimConfig, generate
 
@@ -78,6 +87,12 @@ PRIMARY = {"escalation": "escalation", "error": "error", "guardrail": "blocked",
            "output_tokens": "output_tokens", "csat": "low_csat", "length": "length", "tool_error": "tool_error",
            "abandonment": "abandonment", "evaluation": "helpfulness", "intent_shift": "tech_support",
            "model_switch": "switched_model"}
+#: the names of vigil's tests of each fault's primary metric (value metrics have two exceedance tests)
+TESTS = {"escalation": ("escalation_rate",), "error": ("error_rate",), "guardrail": ("guardrail_block_rate",),
+         "latency": ("latency_ms>p50", "latency_ms>p90"), "output_tokens": ("output_tokens>p50", "output_tokens>p90"),
+         "csat": ("low_csat_rate",), "length": ("truncation_rate",), "tool_error": ("tool_error_rate",),
+         "abandonment": ("abandonment_rate",), "evaluation": ("eval:helpfulness<p50", "eval:helpfulness<p10"),
+         "intent_shift": ("intent_share[tech_support]",), "model_switch": ("model_share[gpt-4.1-mini]",)}
 
 
 def bench_rollout(analysis: str = "{}") -> Rollout:
@@ -228,6 +243,21 @@ def floor(kind: str, seed: int = 99, alpha: float = ALPHA) -> float:
     return bernoulli_floor(float(stable.mean()), float(canary.mean()), canary_per_s * share, alpha)
 
 
+def vigil_threshold(kind: str, analysis: str = "{}", seed: int = 98) -> float:
+    """The smallest log-likelihood ratio one of vigil's tests of ``kind``'s primary metric needs before its alarm
+    (:meth:`CanaryAnalysis.alarm_threshold`), in a benchmark rollout of the fault (five minutes, from 0 s)."""
+    config = SimConfig(rate=RATE, duration=300.0, canary_weight=WEIGHT, seed=seed, faults=(Fault(kind),))
+    engine = Engine([bench_rollout(analysis)])
+    agg = Aggregator()
+    for i, doc in enumerate(generate(config)):
+        agg.add(decode_line(_encoder.encode(doc)), "0", i)
+    for p in agg.drain():
+        engine.apply(p)
+    a = engine.agents["support-bot"].analysis
+    assert a is not None
+    return min(a.alarm_threshold(n) for n in TESTS[kind] if n in a.tests)
+
+
 # --- the runs ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Run:
@@ -278,10 +308,14 @@ def _fmt(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.0f}"
 
 
-def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, float]) -> str:
-    """The markdown table: per fault kind (both onsets) and overall."""
-    lines = ["| fault | runs | floor (s) | " + " | ".join(f"{r}: caught, median delay (s), false rb" for r in RULES)
-             + " |", "|---|---|---|" + "---|" * len(RULES)]
+def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, float],
+          at_test: dict[str, float] | None = None) -> str:
+    """The markdown table: per fault kind (both onsets) and overall; ``at_test``: the floors at vigil's own test
+    thresholds, a column of their own."""
+    at_test = at_test or {}
+    lines = ["| fault | runs | floor (s) | floor at vigil's threshold (s) | "
+             + " | ".join(f"{r}: caught, median delay (s), false rb" for r in RULES)
+             + " |", "|---|---|---|---|" + "---|" * len(RULES)]
     healthy = [x for x in results if x[0].onset is None]
     cells = []
     for rule in RULES:
@@ -291,7 +325,7 @@ def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, 
             alerted = sum(x[1].get("vigil_category_alert") is not None for x in healthy)
             cell += f" ({100 * alerted / max(1, len(healthy)):.0f}% a category alert)"
         cells.append(cell)
-    lines.append(f"| healthy (half with an incident) | {len(healthy)} | - | " + " | ".join(cells) + " |")
+    lines.append(f"| healthy (half with an incident) | {len(healthy)} | - | - | " + " | ".join(cells) + " |")
     faulty_all = [x for x in results if x[0].onset is not None]
     groups = [(kind, [x for x in faulty_all if x[0].kind == kind]) for kind in floors]
     onsets = sorted({x[0].onset for x in faulty_all if x[0].onset is not None})
@@ -313,7 +347,8 @@ def table(results: list[tuple[Run, dict[str, float | None]]], floors: dict[str, 
             med = statistics.median(delays)  # a miss is infinite, so is a median over half misses
             cells.append(f"{100 * caught / len(group):.0f}%, {_fmt(med)}, {false}")
         fl = _fmt(floors[kind]) if kind in floors else "-"
-        lines.append(f"| {kind} | {len(group)} | {fl} | " + " | ".join(cells) + " |")
+        ft = _fmt(at_test[kind]) if kind in at_test else "-"
+        lines.append(f"| {kind} | {len(group)} | {fl} | {ft} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -348,7 +383,11 @@ def main(argv: list[str] | None = None) -> str:
     else:
         outcomes = [run_one(r) for r in runs]
     floors = {kind: floor(kind) for kind in kinds}
-    text = table(list(zip(runs, outcomes, strict=True)), floors)
+    # the same information against the threshold vigil's test must reach (a first observation of a value the
+    # stable never shows is conclusive at any threshold: that floor stays as it is)
+    at_test = {kind: fl if PRIMARY[kind] == "switched_model"
+               else fl * vigil_threshold(kind, args.analysis) / math.log(1 / ALPHA) for kind, fl in floors.items()}
+    text = table(list(zip(runs, outcomes, strict=True)), floors, at_test)
     print(text)
     return text
 

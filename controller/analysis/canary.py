@@ -309,6 +309,12 @@ class CanaryAnalysis:
         """Whether test ``name`` has the canary observations its metric needs before it may act."""
         return self.tests[name].counts[0] >= self._min_samples.get(self.metric_of[name], self.settings.min_samples)
 
+    def alarm_threshold(self, name: str) -> float:
+        """The log-likelihood ratio, at the true effect, that test ``name`` needs before its alarm: its level's
+        ``log(1/level)``, the weight of its first start (when it starts afresh) and its mixture's grid."""
+        t = self.tests[name]
+        return t.threshold + (math.log(2.0) if t.change_every else 0.0) + math.log(t.log_psi.size)
+
     def promotion_gaps(self) -> list[Gap]:
         """The critical pooled tests without the canary data to have caught a harm of ``spec.analysis.promotion``'s
         size (:func:`detectors.power.samples_to_catch`), with the observations each still needs; a gap named
@@ -325,9 +331,7 @@ class CanaryAnalysis:
                 continue
             p0 = ks / ns if ns else 0.0
             p1 = harmful_share(min(p0, 1.0 - 1e-9), p.odds_ratio, p.increase)
-            # what the test pays before its alarm: its level, the weight of its first start, the mixture
-            threshold = t.threshold + (math.log(2.0) if t.change_every else 0.0) + math.log(t.log_psi.size)
-            need = samples_to_catch(min(p0, 1.0 - 1e-9), p1, threshold, p.power, ns / (ns + nc))
+            need = samples_to_catch(min(p0, 1.0 - 1e-9), p1, self.alarm_threshold(name), p.power, ns / (ns + nc))
             if nc < need:
                 gaps.append(Gap(name, nc, need))
         if not any(t.counts[0] for t in self.tests.values()):

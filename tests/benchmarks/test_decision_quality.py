@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from benchmarks import decision_quality as dq
 
@@ -44,7 +45,8 @@ def test_quick_mode_prints_the_table(capsys: object) -> None:
     assert [line.split("|")[1].strip() for line in lines[2:]] == [
         "healthy (half with an incident)", "escalation", "latency", "all faults"]
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    vigil_cells = [line.split("|")[4].strip() for line in lines[3:]]
+    assert "floor at vigil's threshold (s)" in lines[0]
+    vigil_cells = [line.split("|")[5].strip() for line in lines[3:]]
     assert all(cell.endswith(", 0") for cell in vigil_cells), "no false rollback by vigil before the onset"
 
 
@@ -55,3 +57,12 @@ def test_category_faults_have_a_floor_and_are_caught_by_a_category_alert() -> No
     result = dq.run_one(dq.Run("model_switch", 60.0, 5, 600.0))
     assert result["vigil"] is not None and result["vigil_category_alert"] == result["vigil"]
     assert 60.0 <= result["vigil"] < 120.0
+
+
+def test_the_floor_at_vigils_threshold_is_what_its_test_must_reach() -> None:
+    # escalation_rate: log(1/level) at its share of the budget, log 2 for its first start, log 12 for the mixture
+    t = dq.vigil_threshold("escalation")
+    assert t > math.log(1 / dq.ALPHA) + math.log(2) + math.log(12)
+    assert dq.vigil_threshold("escalation", '{"alpha": 0.05}') == pytest.approx(t - math.log(5))
+    # escalation weighs 2 in the budget, latency 1: latency's tests need log 2 more
+    assert dq.vigil_threshold("latency") - t >= math.log(2) - 1e-9
