@@ -480,7 +480,7 @@ def _schema_hook(tp: type) -> dict[str, Any]:
 
 def spec_schema() -> dict[str, Any]:
     """The JSON Schema (no ``$ref``) of the ``spec`` of an ``AgentRollout``, generated from the structs: what the
-    CRD's openAPIV3Schema must say (tests/test_helm_chart.py checks it). A duration is a number or a string."""
+    CRD's openAPIV3Schema must say (tests/helm/test_helm_chart.py checks it). A duration is a number or a string."""
     return {**_schema(RolloutSpec), "required": list(SPEC_REQUIRED)}
 
 
